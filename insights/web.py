@@ -1,0 +1,106 @@
+"""``demandstream insights serve``: a small aiohttp dashboard over the live aggregates.
+
+``/`` is a static page that polls ``/api/snapshot`` every ``refresh_s`` seconds and redraws;
+``/api/demand``, ``/api/rising``, ``/api/unmet`` and ``/api/painpoints`` serve the parts.
+Each request reads Redis (one pipelined window read), so the page shows the stream as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from insights.findings import Findings, live_findings
+from insights.painpoints import PainPoint
+from insights.store import InsightsStore
+
+log = logging.getLogger(__name__)
+
+STORE_KEY = web.AppKey("store", InsightsStore)
+CONFIG_KEY = web.AppKey("config", dict[str, Any])
+OFFLINE_KEY = web.AppKey("offline_pain_points", dict[str, list[PainPoint]])
+
+
+async def _findings(app: web.Application) -> Findings:
+    store, config = app[STORE_KEY], app[CONFIG_KEY]
+    now_ms = int(time.time() * 1000)
+    latest = await store.latest_bucket()
+    if latest is None:
+        findings = Findings(generated_at=now_ms, bucket_s=store.bucket_s)
+    else:
+        window = await store.read_window(latest, config["window"])
+        findings = live_findings(window, store.bucket_s, now_ms, recent=config["recent"])
+    for cat, points in app[OFFLINE_KEY].items():
+        findings.pain_points.setdefault(cat, points)
+    return findings
+
+
+def _json(payload: Any) -> web.Response:
+    return web.Response(body=msgspec.json.encode(payload), content_type="application/json")
+
+
+async def index(request: web.Request) -> web.Response:
+    page = resources.files("insights").joinpath("templates/dashboard.html").read_text("utf-8")
+    refresh_ms = int(request.app[CONFIG_KEY]["refresh_s"] * 1000)
+    page = page.replace("__REFRESH_MS__", str(refresh_ms))
+    return web.Response(text=page, content_type="text/html")
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    return _json(await _findings(request.app))
+
+
+async def part(request: web.Request) -> web.Response:
+    findings = await _findings(request.app)
+    name = request.match_info["part"]
+    parts = {
+        "demand": findings.demand,
+        "rising": findings.rising,
+        "unmet": findings.unmet,
+        "painpoints": findings.pain_points,
+    }
+    if name not in parts:
+        raise web.HTTPNotFound(text=f"no /api/{name}; try one of {sorted(parts)}")
+    return _json(parts[name])
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def create_app(
+    store: InsightsStore,
+    refresh_s: float = 5.0,
+    window: int = 24,
+    recent: int = 1,
+    offline_pain_points: dict[str, list[PainPoint]] | None = None,
+) -> web.Application:
+    """The dashboard application (no server is started here)."""
+    app = web.Application()
+    app[STORE_KEY] = store
+    app[CONFIG_KEY] = {"refresh_s": refresh_s, "window": window, "recent": recent}
+    app[OFFLINE_KEY] = offline_pain_points or {}
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/api/snapshot", snapshot)
+    app.router.add_get("/api/{part}", part)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run ``app`` on ``host:port`` until ``stop`` is set."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("insights dashboard listening", extra={"host": host, "port": port})
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

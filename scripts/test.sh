@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The project's test command, from a fresh clone on a new machine:
+#   scripts/test.sh [pytest args...]
+# Creates .venv if missing, installs the project with its train+test extras (skipped when
+# pyproject.toml is unchanged since the last install), then runs ruff, mypy and pytest.
+# Every check runs even if an earlier one fails; the exit status is non-zero if any failed.
+# Needs no Docker: the tests start their own tansu broker and redis-server.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=.venv
+STAMP="$VENV/.demandstream-installed"
+
+pick_python() {
+    local candidate
+    for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+        [[ -n "$candidate" ]] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "test.sh: need Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
+    return 1
+}
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python=$(pick_python) || exit 2
+    echo "test.sh: creating $VENV with $python"
+    "$python" -m venv "$VENV" || exit 2
+fi
+
+# The stamp records the pyproject.toml it installed; any change to it triggers a reinstall.
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$wanted" ]]; then
+    echo "test.sh: installing the project into $VENV (torch pinned to the CPU wheel in [train])"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[train,test]' || exit 2
+    echo "$wanted" >"$STAMP"
+fi
+
+# The insights dashboard test drives a real headless Chromium (Debian's packages).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing Debian's chromium + chromium-driver for the dashboard test"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+            >/dev/null || exit 2
+    else
+        echo "test.sh: need chromium and chromedriver: apt-get install chromium chromium-driver (as root)" >&2
+        exit 2
+    fi
+fi
+
+failed=()
+run() {
+    local name=$1
+    shift
+    echo "test.sh: $name"
+    "$@" || failed+=("$name")
+}
+run "ruff" "$VENV/bin/ruff" check .
+run "mypy" "$VENV/bin/mypy"
+run "pytest" "$VENV/bin/pytest" "$@"
+
+if ((${#failed[@]})); then
+    echo "test.sh: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "test.sh: all checks passed"

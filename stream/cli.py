@@ -1,0 +1,53 @@
+"""The ``demandstream`` command. Subcommands are imported only when invoked, so that
+``demandstream --help`` stays fast and a worker never imports the trainer (or torch)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from stream.logs import configure_logging
+
+# name -> ("module:attribute", short help); each concern owns its own command module, and the
+# help text lives here so that listing commands imports none of them.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("stream.devinfra.cli:dev", "Start/stop a local broker and Redis (no Docker needed)."),
+    "worker": ("stream.worker.cli:worker", "Run a stream worker of the consumer group."),
+    "models": ("stream.registry.cli:models", "List, verify, promote and roll back registry models."),
+    "train": ("training.cli:train", "Train, evaluate against baselines, export to the registry."),
+    "insights": ("insights.cli:insights", "Product-development insights: report and dashboard."),
+    "simulate": ("stream.simulate.cli:simulate", "Seeded, realistic shopper events to Kafka/file."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in other modules, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *SUBCOMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            target = SUBCOMMANDS[cmd_name][0]
+            module_name, attr = target.split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{target} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][1]) for name in sorted(SUBCOMMANDS)]
+        rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup)
+@click.option("--log-level", default=None, help="Override DEMANDSTREAM_LOG_LEVEL.")
+def main(log_level: str | None) -> None:
+    """demandstream: real-time shopper demand prediction on Kafka + Redis + ONNX."""
+    configure_logging(level=log_level)
+    logging.getLogger(__name__).debug("cli started")

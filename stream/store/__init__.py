@@ -1,0 +1,21 @@
+"""The per-user window and model-state store in Redis (layout: docs/redis-layout.md)."""
+
+from stream.store.exceptions import StoreError, StoreProtocolError, StoreUnavailable
+from stream.store.window_store import (
+    AppendResult,
+    StateWrite,
+    Window,
+    WindowAppend,
+    WindowStore,
+)
+
+__all__ = [
+    "AppendResult",
+    "StateWrite",
+    "StoreError",
+    "StoreProtocolError",
+    "StoreUnavailable",
+    "Window",
+    "WindowAppend",
+    "WindowStore",
+]

@@ -1,0 +1,116 @@
+-- Append a batch of events to per-user windows, idempotently per event_id.
+-- Layout, entry encoding and rules: docs/redis-layout.md. Called by WindowStore.append_batch.
+--
+-- KEYS: 4 per distinct user of the batch: window (list), ids (hash), meta (hash), state (hash).
+-- ARGV[1] window_size, ARGV[2] max_age_ms, ARGV[3] ttl_ms, ARGV[4] the events, concatenated
+-- records in batch order: '>I4i8I2I4' (1-based user index, ts_ms, id length, row length), then
+-- the event_id and the row. (One packed argument, not 3 per event: argument encoding dominated
+-- the client's cost.)
+-- Returns 6 values per event: applied (1/0), seq, window_len, prev_ts_ms|nil, state_seq|nil,
+-- state|nil.
+local window_size = tonumber(ARGV[1])
+local max_age_ms = tonumber(ARGV[2])
+local ttl_ms = tonumber(ARGV[3])
+local records = ARGV[4]
+local ENTRY = '>I8i8I2'  -- seq u64, ts i64, event_id length u16 (18 bytes), then id and row
+local ENTRY_LEN = 18
+local RECORD = '>I4i8I2I4'
+
+local function entry_ts(entry)
+  local _, ts = struct.unpack(ENTRY, entry)
+  return ts
+end
+
+local function entry_eid(entry)
+  local _, _, id_len = struct.unpack(ENTRY, entry)
+  return string.sub(entry, ENTRY_LEN + 1, ENTRY_LEN + id_len)
+end
+
+-- What the batch has learnt about each user, read once at the user's first event.
+local users = {}
+local function user_at(index)
+  local user = users[index]
+  if user then return user end
+  local base = 4 * (index - 1)
+  user = { w = KEYS[base + 1], ids = KEYS[base + 2], m = KEYS[base + 3], s = KEYS[base + 4] }
+  local meta = redis.call('HMGET', user.m, 'seq', 'max_ts')
+  user.seq = tonumber(meta[1]) or 0
+  user.max_ts = tonumber(meta[2])
+  if not meta[1] then
+    -- A fresh history (new user, or everything expired): a state left from an earlier history
+    -- would carry a higher seq than the new events and block every new state.
+    redis.call('DEL', user.s)
+    user.state_seq, user.state = false, false
+  else
+    local state = redis.call('HMGET', user.s, 'seq', 'blob')
+    user.state_seq = state[1] and tonumber(state[1]) or false
+    user.state = state[2] or false
+  end
+  user.len = redis.call('LLEN', user.w)
+  local tail = redis.call('LINDEX', user.w, -1)
+  user.tail_ts = tail and entry_ts(tail) or false
+  user.dirty = false
+  users[index] = user
+  return user
+end
+
+local out = {}
+local pos = 1
+while pos <= #records do
+  local index, ts, id_len, row_len, at = struct.unpack(RECORD, records, pos)
+  local event_id = string.sub(records, at, at + id_len - 1)
+  local row = string.sub(records, at + id_len, at + id_len + row_len - 1)
+  pos = at + id_len + row_len
+  local user = user_at(index)
+
+  local known_seq = redis.call('HGET', user.ids, event_id)
+  local applied, seq, prev_ts
+  if known_seq then
+    -- A replay: change nothing, report the event as it stands in the window.
+    applied, seq, prev_ts = 0, tonumber(known_seq), false
+    for _, entry in ipairs(redis.call('LRANGE', user.w, 0, -1)) do
+      local entry_seq, entry_ts_ms = struct.unpack(ENTRY, entry)
+      if entry_seq == seq then break end
+      prev_ts = entry_ts_ms
+    end
+  else
+    applied, seq, prev_ts = 1, user.seq + 1, user.tail_ts
+    user.seq = seq
+    user.max_ts = math.max(user.max_ts or ts, ts)
+    local len = redis.call('RPUSH', user.w, struct.pack(ENTRY, seq, ts, id_len) .. event_id .. row)
+    redis.call('HSET', user.ids, event_id, string.format('%d', seq))
+    -- Trim by count, then by age from the oldest end; forget the ids of what leaves.
+    while len > window_size do
+      redis.call('HDEL', user.ids, entry_eid(redis.call('LPOP', user.w)))
+      len = len - 1
+    end
+    local cutoff = user.max_ts - max_age_ms
+    while len > 1 do
+      local head = redis.call('LINDEX', user.w, 0)
+      if entry_ts(head) >= cutoff then break end
+      redis.call('LPOP', user.w)
+      redis.call('HDEL', user.ids, entry_eid(head))
+      len = len - 1
+    end
+    user.len, user.tail_ts, user.dirty = len, ts, true
+  end
+  out[#out + 1] = applied
+  out[#out + 1] = seq
+  out[#out + 1] = user.len
+  out[#out + 1] = prev_ts
+  out[#out + 1] = user.state_seq
+  out[#out + 1] = user.state
+end
+
+-- Once per changed user: the meta counters and the TTL of every key.
+for _, user in pairs(users) do
+  if user.dirty then
+    redis.call('HSET', user.m, 'seq', string.format('%d', user.seq),
+      'max_ts', string.format('%d', user.max_ts))
+    redis.call('PEXPIRE', user.w, ttl_ms)
+    redis.call('PEXPIRE', user.ids, ttl_ms)
+    redis.call('PEXPIRE', user.m, ttl_ms)
+    redis.call('PEXPIRE', user.s, ttl_ms)
+  end
+end
+return out

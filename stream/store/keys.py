@@ -1,0 +1,53 @@
+"""Redis key names and the window entry encoding (the file format of docs/redis-layout.md).
+
+Every key of one user carries the ``{user_key}`` hash tag, so all of them live in one Cluster
+slot and one Lua call may touch them together.
+
+>>> keys = UserKeys.of("ds", "u123")
+>>> keys.window, keys.ids, keys.meta, keys.state
+('ds:{u123}:w', 'ds:{u123}:ids', 'ds:{u123}:m', 'ds:{u123}:s')
+>>> entry = encode_entry(7, 1_700_000_000_000, "e-1", b"\\x01\\x02")
+>>> decode_entry(entry)
+(7, 1700000000000, 'e-1', b'\\x01\\x02')
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# seq u64, ts_ms i64, event_id length u16, all big-endian; then the UTF-8 event_id, then the row.
+# append_window.lua packs the same header (ENTRY = '>I8i8I2'); a unit test keeps both in step.
+ENTRY_HEADER = struct.Struct(">QqH")
+MAX_EVENT_ID_BYTES = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class UserKeys:
+    """The four keys of one user."""
+
+    window: str
+    ids: str
+    meta: str
+    state: str
+
+    @classmethod
+    def of(cls, prefix: str, user_key: str) -> UserKeys:
+        base = f"{prefix}:{{{user_key}}}:"
+        return cls(window=base + "w", ids=base + "ids", meta=base + "m", state=base + "s")
+
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.window, self.ids, self.meta, self.state)
+
+
+def encode_entry(seq: int, ts_ms: int, event_id: str, row: bytes) -> bytes:
+    """One window entry as the Lua script writes it (used by tests and tools)."""
+    eid = event_id.encode()
+    return ENTRY_HEADER.pack(seq, ts_ms, len(eid)) + eid + row
+
+
+def decode_entry(entry: bytes) -> tuple[int, int, str, bytes]:
+    """``(seq, ts_ms, event_id, row)`` of one window entry."""
+    seq, ts_ms, id_len = ENTRY_HEADER.unpack_from(entry)
+    start = ENTRY_HEADER.size
+    return seq, ts_ms, entry[start : start + id_len].decode(), entry[start + id_len :]

@@ -1,0 +1,1 @@
+"""Offline side of demandstream: dataset loaders, baselines, training, evaluation and reports."""

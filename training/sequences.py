@@ -1,0 +1,124 @@
+"""Whole user histories -> padded tensors, seen exactly the way the stream sees them.
+
+Position ``t`` of a user is the moment right after event ``t`` arrived: the model has read events
+``0..t`` (from the start of the history, as serving does) and predicts event ``t+1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stream.contracts import Event
+from stream.features import EventEncoder, StaticColumn
+from stream.features.encode import PURCHASE_TYPE, sequence_window_features, step_features, target_column
+
+TRAIN, VALID, TEST = 0, 1, 2
+NO_TARGET = -1
+INTENT_HORIZON = 10  # "purchase intent" = a purchase among the next this-many events
+
+
+@dataclass
+class EncodedHistory:
+    """One user's history as model inputs and per-position labels (all length ``T``)."""
+
+    user_id: str
+    steps: np.ndarray  # (T, step_width)
+    win_cat: np.ndarray  # (T, W)
+    win_type: np.ndarray  # (T, W)
+    win_age: np.ndarray  # (T, W)
+    target: np.ndarray  # (T,) category index of event t+1, NO_TARGET at the end
+    target_period: np.ndarray  # (T,) TRAIN/VALID/TEST of event t+1, -1 at the end
+    intent: np.ndarray  # (T,) 1/0 purchase within the horizon, -1 when unknown (history ends first)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+def intent_labels(types: np.ndarray, horizon: int = INTENT_HORIZON) -> np.ndarray:
+    """1 if a purchase follows within ``horizon`` events, 0 if none does, -1 if the history ends first.
+
+    >>> intent_labels(np.array([1, 1, 5, 1, 1]), horizon=2).tolist()
+    [1, 1, 0, -1, -1]
+    """
+    n = len(types)
+    is_buy = (np.asarray(types) == PURCHASE_TYPE).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(is_buy)])
+    idx = np.arange(n)
+    end = np.minimum(idx + 1 + horizon, n)
+    bought = (csum[end] - csum[idx + 1]) > 0
+    known = idx + horizon < n
+    return np.where(bought, 1, np.where(known, 0, -1)).astype(np.int64)
+
+
+def period_of(ts_ms: np.ndarray, train_end_ms: int, valid_end_ms: int) -> np.ndarray:
+    """TRAIN / VALID / TEST label of each timestamp."""
+    return np.where(ts_ms < train_end_ms, TRAIN, np.where(ts_ms < valid_end_ms, VALID, TEST)).astype(np.int64)
+
+
+def encode_history(
+    user_id: str, events: Sequence[Event], encoder: EventEncoder, train_end_ms: int, valid_end_ms: int
+) -> EncodedHistory:
+    rows = encoder.static_rows(events)
+    ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
+    steps = step_features(rows, ts, None, encoder.spec)
+    cats, types = rows[:, target_column(encoder.spec)], rows[:, StaticColumn.TYPE]
+    win_cat, win_type, win_age = sequence_window_features(cats, types, ts, encoder.spec)
+    target = np.full(len(events), NO_TARGET, dtype=np.int64)
+    target[:-1] = cats[1:]
+    target_period = np.full(len(events), -1, dtype=np.int64)
+    target_period[:-1] = period_of(ts[1:], train_end_ms, valid_end_ms)
+    return EncodedHistory(user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types))
+
+
+@dataclass
+class Batch:
+    """Right-padded tensors of several histories; padding positions have target period -1."""
+
+    steps: torch.Tensor
+    win_cat: torch.Tensor
+    win_type: torch.Tensor
+    win_age: torch.Tensor
+    target: torch.Tensor
+    target_period: torch.Tensor
+    intent: torch.Tensor
+
+
+def collate(histories: Sequence[EncodedHistory]) -> Batch:
+    t_max = max(len(h) for h in histories)
+
+    def pad(name: str, fill: int) -> torch.Tensor:
+        first = getattr(histories[0], name)
+        out = np.full((len(histories), t_max, *first.shape[1:]), fill, dtype=np.int64)
+        for i, h in enumerate(histories):
+            arr = getattr(h, name)
+            out[i, : len(arr)] = arr
+        return torch.from_numpy(out)
+
+    return Batch(
+        pad("steps", 0), pad("win_cat", 0), pad("win_type", 0), pad("win_age", 0),
+        pad("target", NO_TARGET), pad("target_period", -1), pad("intent", -1),
+    )  # fmt: skip
+
+
+def iterate_batches(
+    histories: Sequence[EncodedHistory], max_tokens: int, rng: np.random.Generator | None = None
+) -> Iterator[Batch]:
+    """Length-bucketed batches of at most ``max_tokens`` padded positions, shuffled if ``rng``."""
+    order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) + 1) * len(histories[i]) > max_tokens:
+            groups.append(current)
+            current = []
+        current.append(i)
+    if current:
+        groups.append(current)
+    if rng is not None:
+        rng.shuffle(groups)  # type: ignore[arg-type]
+    for group in groups:
+        yield collate([histories[i] for i in group])

@@ -1,0 +1,157 @@
+"""The training loop: CPU, fixed seeds, early stopping on validation MRR@10, a progress bar."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from training.model import DemandLSTM
+from training.sequences import TRAIN, Batch, EncodedHistory, iterate_batches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 8
+    lr: float = 4e-3
+    max_tokens: int = 6000
+    patience: int = 2
+    intent_weight: float = 0.3
+    grad_clip: float = 1.0
+    seed: int = 7
+    threads: int = 2
+    progress: bool = True
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    valid_mrr10: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid_mrr10: float
+    curve: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Predictions:
+    """Model outputs on every scored position of one period."""
+
+    targets: np.ndarray  # (n,)
+    topk: np.ndarray  # (n, k)
+    intent_labels: np.ndarray  # (n,) -1 unknown
+    intent_scores: np.ndarray  # (n,)
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(threads)
+
+
+def _loss(model: DemandLSTM, b: Batch, intent_weight: float) -> torch.Tensor:
+    logp, intent_logit, _ = model(b.steps, b.win_cat, b.win_type, b.win_age, b.target)
+    demand_mask = (b.target_period == TRAIN) & (b.target > 1)
+    demand = -(logp * demand_mask).sum() / demand_mask.sum().clamp(min=1)
+    intent_mask = (b.target_period == TRAIN) & (b.intent >= 0)
+    if not bool(intent_mask.any()):
+        return demand  # type: ignore[no-any-return]
+    intent = F.binary_cross_entropy_with_logits(intent_logit[intent_mask], b.intent[intent_mask].float())
+    return demand + intent_weight * intent  # type: ignore[no-any-return]
+
+
+@torch.no_grad()
+def predict(
+    model: DemandLSTM, histories: Sequence[EncodedHistory], period: int, k: int = 20, max_tokens: int = 20_000
+) -> Predictions:
+    """Top-k categories and intent for every position whose next event falls in ``period``."""
+    model.eval()
+    targets, topks, labels, scores = [], [], [], []
+    for b in iterate_batches(histories, max_tokens):
+        h, _ = model.lstm(model.embed_steps(b.steps))
+        sel = (b.target_period == period) & (b.target > 0)  # the events data.queries(period) scores
+        if not sel.any():
+            continue
+        probs, intent = model.category_probs(h[sel], b.win_cat[sel], b.win_type[sel], b.win_age[sel])
+        topks.append(torch.topk(probs, k, dim=-1).indices.numpy())
+        targets.append(b.target[sel].numpy())
+        labels.append(b.intent[sel].numpy())
+        scores.append(intent.numpy())
+    if not targets:
+        empty = np.zeros(0, dtype=np.int64)
+        return Predictions(empty, np.zeros((0, k), dtype=np.int64), empty, np.zeros(0))
+    return Predictions(np.concatenate(targets), np.concatenate(topks), np.concatenate(labels), np.concatenate(scores))
+
+
+def mrr_at(targets: np.ndarray, topk: np.ndarray, k: int = 10) -> float:
+    """Mean reciprocal rank within the top ``k`` (0 for a miss).
+
+    >>> mrr_at(np.array([5, 7]), np.array([[5, 1], [2, 7]]), k=2)
+    0.75
+    """
+    hits = topk[:, :k] == targets[:, None]
+    ranks = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
+    return float(np.mean(1.0 / ranks)) if len(targets) else 0.0
+
+
+def fit(
+    model: DemandLSTM,
+    train: Sequence[EncodedHistory],
+    valid_score: Callable[[DemandLSTM], float],
+    config: TrainConfig,
+) -> TrainResult:
+    """Train with Adam; keep the weights of the epoch with the best validation MRR@10."""
+    seed_everything(config.seed, config.threads)
+    rng = np.random.default_rng(config.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    n_batches = sum(1 for _ in iterate_batches(train, config.max_tokens))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.epochs * n_batches)
+    result = TrainResult(best_epoch=-1, best_valid_mrr10=-math.inf)
+    best_state: dict[str, torch.Tensor] = {}
+    started, stale = time.monotonic(), 0
+    for epoch in range(1, config.epochs + 1):
+        t0, losses = time.monotonic(), []
+        model.train()
+        bar = tqdm(iterate_batches(train, config.max_tokens, rng), total=n_batches, desc=f"epoch {epoch}",
+                   disable=not config.progress, leave=False)  # fmt: skip
+        for batch in bar:
+            loss = _loss(model, batch, config.intent_weight)
+            optimiser.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimiser.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        valid = valid_score(model)
+        record = EpochRecord(epoch, float(np.mean(losses)), valid, time.monotonic() - t0)
+        result.curve.append(record)
+        log.info(
+            "epoch %d: train loss %.4f, valid MRR@10 %.4f (%.1fs)", epoch, record.train_loss, valid, record.seconds
+        )
+        if valid > result.best_valid_mrr10:
+            result.best_epoch, result.best_valid_mrr10, stale = epoch, valid, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                log.info("early stop after epoch %d (best %d)", epoch, result.best_epoch)
+                break
+    model.load_state_dict(best_state)
+    result.seconds = time.monotonic() - started
+    return result
