@@ -36,6 +36,10 @@ class ModelConfig:
     text_dim: int = 16
     small_dim: int = 8
     pointer_dim: int = 32
+    dropout: float = 0.2
+    # Category-specific pointer keys let the pointer memorise per-category stickiness, which
+    # overfits on small data; category-agnostic keys (type, age, rank, same-as-newest) generalise.
+    pointer_category_keys: bool = False
 
     @property
     def n_targets(self) -> int:
@@ -67,6 +71,7 @@ class DemandLSTM(nn.Module):
         self.text_emb = nn.Embedding(spec.text_buckets, c.text_dim, padding_idx=0)
         d_in = c.cat_dim + c.item_dim + c.text_dim + 5 * c.small_dim
         self.lstm = nn.LSTM(d_in, c.hidden, batch_first=True)
+        self.dropout = nn.Dropout(c.dropout)
         self.generator = nn.Linear(c.hidden, c.n_targets)
         self.query = nn.Linear(c.hidden, c.pointer_dim)
         self.key_cat = nn.Embedding(c.n_targets, c.pointer_dim, padding_idx=0)
@@ -109,17 +114,14 @@ class DemandLSTM(nn.Module):
     def heads(
         self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """From hidden states ``(..., H)`` and windows ``(..., W)``:
-        generator log-probs ``(..., V)``, pointer attention ``(..., W)``, gate ``(..., 1)``, intent logit ``(...)``."""
+        """From hidden states ``(..., H)`` and windows ``(..., W)``: generator log-probs ``(..., V)``,
+        pointer attention ``(..., W)``, mixture weights ``(..., 2|3)``, intent logit ``(...)``."""
         rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
         same = (win_cat == win_cat[..., :1]).long()
-        keys = torch.tanh(
-            self.key_cat(win_cat)
-            + self.key_type(win_type)
-            + self.key_age(win_age)
-            + self.key_rank(rank)
-            + self.key_same(same)
-        )
+        keys = self.key_type(win_type) + self.key_age(win_age) + self.key_rank(rank) + self.key_same(same)
+        if self.config.pointer_category_keys:
+            keys = keys + self.key_cat(win_cat)
+        keys = torch.tanh(keys)
         q = self.query(h).unsqueeze(-2)
         scores = (keys * q).sum(-1) / self.config.pointer_dim**0.5
         bias = self.bias_type(win_type) + self.bias_age(win_age) + self.bias_rank(rank) + self.bias_same(same)
@@ -137,8 +139,8 @@ class DemandLSTM(nn.Module):
 
         Returns per-position ``log p(target)``, intent logits and hidden states, all ``(B, T[, H])``.
         """
-        h, _ = self.lstm(self.embed_steps(steps))
-        gen_logp, attention, gate, intent = self.heads(h, win_cat, win_type, win_age)
+        h, _ = self.lstm(self.dropout(self.embed_steps(steps)))
+        gen_logp, attention, gate, intent = self.heads(self.dropout(h), win_cat, win_type, win_age)
         safe = targets.clamp(min=0)
         p_gen = gen_logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1).exp()
         p_ptr = (attention * (win_cat == targets.unsqueeze(-1)).to(attention.dtype)).sum(-1)

@@ -26,6 +26,7 @@ class TrainConfig:
     max_tokens: int = 6000
     patience: int = 2
     intent_weight: float = 0.3
+    weight_decay: float = 1e-4
     grad_clip: float = 1.0
     seed: int = 7
     threads: int = 2
@@ -118,7 +119,7 @@ def fit(
     """Train with Adam; keep the weights of the epoch with the best validation MRR@10."""
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n_batches = sum(1 for _ in iterate_batches(train, config.max_tokens))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.epochs * n_batches)
     result = TrainResult(best_epoch=-1, best_valid_mrr10=-math.inf)

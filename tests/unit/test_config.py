@@ -39,6 +39,12 @@ def test_refuses_out_of_range_values(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_configuration_doc_is_generated_from_the_code() -> None:
+    from stream.config_doc import render_settings_doc
+
+    assert DOC.read_text(encoding="utf-8") == render_settings_doc(), "run: python -m stream.config_doc > docs/configuration.md"
+
+
 def test_every_setting_is_documented_and_every_documented_variable_exists() -> None:
     documented = set(re.findall(r"`(DEMANDSTREAM_[A-Z0-9_]+)`", DOC.read_text(encoding="utf-8")))
     fields = {ENV_PREFIX + name.upper() for name in Settings.model_fields}

@@ -1,0 +1,280 @@
+"""The stream worker end to end against the real tansu broker and a private Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from support.models import generated_histories, publish_model
+
+from stream.config import Settings
+from stream.contracts import DeadLetter, Event, Prediction, encode_event
+from stream.registry import ModelRegistry
+from stream.store.keys import decode_entry
+from stream.worker import Worker
+from stream.worker.web import make_app
+
+INVALID = [b"not json", b'{"user_id":"u","ts":1700000000000,"type":"view"}',
+           b'{"event_id":"e","user_id":"u","ts":1700000000000,"type":"teleport"}', b'{"event_id":"\xff"}']  # fmt: skip
+WAIT_S = 60.0
+
+
+def interleaved(histories: Sequence[Sequence[Event]]) -> list[Event]:
+    """Round-robin over users, so that batches mix users and hold several events per user."""
+    out: list[Event] = []
+    for j in range(max(len(h) for h in histories)):
+        out.extend(h[j] for h in histories if j < len(h))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, payloads: Sequence[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for key, value in payloads]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def event_payloads(events: Sequence[Event]) -> list[tuple[bytes | None, bytes]]:
+    return [(e.user_id.encode(), encode_event(e)) for e in events]
+
+
+async def read_topic(
+    bootstrap: str, topic: str, count: int, *, timeout_s: float = WAIT_S, settle_s: float = 1.0
+) -> list[bytes]:
+    """Every value of ``topic`` once ``count`` arrived (plus ``settle_s`` to catch extras)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                values.extend(r.value for r in records if r.value is not None)
+            if len(values) >= count:
+                settled_at = settled_at or time.monotonic()
+                if time.monotonic() - settled_at >= settle_s:
+                    break
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def snapshot(url: str, prefix: str) -> dict[str, Any]:
+    """Every key of a worker's prefix with its value (windows, ids, meta, states)."""
+    client = aioredis.from_url(url)
+    try:
+        out: dict[str, Any] = {}
+        async for key in client.scan_iter(match=f"{prefix}:*"):
+            kind = await client.type(key)
+            out[key.decode()] = await (client.lrange(key, 0, -1) if kind == b"list" else client.hgetall(key))
+        return out
+    finally:
+        await client.aclose()
+
+
+class Running:
+    """A worker running in this event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.worker = Worker(settings)
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.worker.run(self.stop))
+
+    async def wait_assigned(self, timeout_s: float = WAIT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.worker.assigned:
+            assert time.monotonic() < deadline, "worker never got partitions"
+            assert not self.task.done(), self.task
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, WAIT_S)
+
+
+@pytest.fixture
+async def registry(settings_factory: Any) -> AsyncIterator[ModelRegistry]:
+    root = settings_factory().model_registry
+    await asyncio.to_thread(publish_model, root, "v1", seed=1)
+    yield ModelRegistry(root)
+
+
+async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {p: (await consumer.committed(TopicPartition(topic, p))) or 0 for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def test_valid_invalid_counts_offsets_and_replay(
+    settings_factory: Any, registry: ModelRegistry, redis_server: Any
+) -> None:
+    settings = settings_factory(batch_max_size=32)
+    events = interleaved(generated_histories(users=8, seed=11, max_len=15))
+    payloads = event_payloads(events)
+    for n, bad in enumerate(INVALID):
+        payloads.insert(3 * n + 1, (f"bad{n}".encode(), bad))
+    await produce(settings.kafka_bootstrap, settings.topic_events, payloads)
+
+    running = Running(settings)
+    predictions = [
+        msgspec.json.decode(v, type=Prediction)
+        for v in await read_topic(settings.kafka_bootstrap, settings.topic_predictions, len(events))
+    ]
+    letters = [
+        msgspec.json.decode(v, type=DeadLetter)
+        for v in await read_topic(settings.kafka_bootstrap, settings.topic_dlq, len(INVALID), settle_s=0.2)
+    ]
+    await running.close()
+
+    assert sorted(p.event_id for p in predictions) == sorted(e.event_id for e in events)
+    assert {p.model_version for p in predictions} == {"v1"}
+    assert all(p.demand and 0 <= p.purchase_intent <= 1 and p.history_len >= 1 for p in predictions)
+    assert sorted(base64.b64decode(d.payload_b64) for d in letters) == sorted(INVALID)
+    assert all(d.reason and d.source_topic == settings.topic_events and d.source_offset >= 0 for d in letters)
+    offsets = await committed(
+        settings.kafka_bootstrap, settings.consumer_group, settings.topic_events, settings.topic_partitions
+    )
+    assert sum(offsets.values()) == len(payloads)
+    assert running.worker.metrics.registry.get_sample_value("demandstream_worker_predictions_out_total") == len(events)
+
+    # Replay everything through a new consumer group: no window or state may change.
+    before = await snapshot(redis_server.url, settings.redis_key_prefix)
+    replay = Running(settings.model_copy(update={"consumer_group": settings.consumer_group + "-replay"}))
+    again = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, 2 * len(events))
+    await replay.close()
+    assert len(again) == 2 * len(events)
+    assert await snapshot(redis_server.url, settings.redis_key_prefix) == before
+    replayed = [msgspec.json.decode(v, type=Prediction) for v in again[len(events) :]]
+    assert all(p.history_len >= 1 for p in replayed)
+
+
+@pytest.mark.partitions(3)
+async def test_two_workers_share_the_load_in_user_order(settings_factory: Any, registry: ModelRegistry) -> None:
+    settings = settings_factory(batch_max_size=16)
+    first, second = Running(settings), Running(settings)
+    await asyncio.gather(first.wait_assigned(), second.wait_assigned())
+    await asyncio.sleep(1.0)  # let the group settle after the second join
+    events = interleaved(generated_histories(users=24, seed=3, max_len=20))
+    await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
+    values = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, len(events))
+    await asyncio.gather(first.close(), second.close())
+
+    predictions = [msgspec.json.decode(v, type=Prediction) for v in values]
+    assert sorted(p.event_id for p in predictions) == sorted(e.event_id for e in events)
+    assert first.worker.records_done > 0 and second.worker.records_done > 0
+    for user in {e.user_id for e in events}:
+        sent = [e.event_id for e in events if e.user_id == user]
+        assert [p.event_id for p in predictions if p.user_id == user] == sent
+
+
+async def test_hot_reload_and_corrupt_model_refused(settings_factory: Any, registry: ModelRegistry) -> None:
+    settings = settings_factory(model_poll_interval_s=0.2)
+    await asyncio.to_thread(publish_model, registry.root, "v2", seed=2, promote=False)
+    await asyncio.to_thread(publish_model, registry.root, "v3", seed=3, promote=False)
+    histories = generated_histories(users=6, seed=21, max_len=30)
+    running = Running(settings)
+    sent = 0
+
+    async def stream(part: slice) -> list[Prediction]:
+        nonlocal sent
+        events = [e for h in histories for e in h[part]]
+        await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
+        sent += len(events)
+        values = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, sent, settle_s=0.3)
+        return [msgspec.json.decode(v, type=Prediction) for v in values[sent - len(events) :]]
+
+    assert {p.model_version for p in await stream(slice(0, 3))} == {"v1"}
+    registry.promote("v2")
+    await _until(lambda: running.worker.model is not None and running.worker.model.version == "v2")
+    assert {p.model_version for p in await stream(slice(3, 6))} == {"v2"}
+
+    registry.promote("v3")  # verified here, then corrupted before any worker could load it
+    model_file = registry.version_dir("v3") / "model.onnx"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
+    model_file.write_bytes(bytes(data))
+    metrics = running.worker.metrics.registry
+    await _until(
+        lambda: metrics.get_sample_value("demandstream_worker_model_reloads_total", {"outcome": "refused"}) == 1
+    )
+    assert {p.model_version for p in await stream(slice(6, 9))} == {"v2"}
+    assert metrics.get_sample_value("demandstream_worker_model_reloads_total", {"outcome": "refused"}) == 1
+
+    async with TestClient(TestServer(make_app(running.worker))) as client:
+        ready = await client.get("/readyz")
+        assert ready.status == 200 and (await ready.json())["model_version"] == "v2"
+        text = await (await client.get("/metrics")).text()
+        assert 'demandstream_worker_model_info{version="v2"} 1.0' in text
+        assert "demandstream_worker_e2e_latency_seconds_bucket" in text
+    await running.close()
+
+
+async def _until(condition: Any, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.05)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"DEMANDSTREAM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+async def test_sigkill_mid_stream_then_restart(
+    settings_factory: Any, registry: ModelRegistry, redis_server: Any, tmp_path: Path
+) -> None:
+    settings = settings_factory(batch_max_size=8, batch_linger_ms=0)
+    events = interleaved(generated_histories(users=20, seed=8, max_len=40))
+    await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
+    command = [str(Path(sys.executable).parent / "demandstream"), "worker"]
+    log = (tmp_path / "worker.log").open("wb")
+    victim = subprocess.Popen(command, env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        seen = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, len(events) // 4, settle_s=0)
+        assert len(seen) >= len(events) // 4, "the worker subprocess never got going"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        log.close()
+    early = len(await read_topic(settings.kafka_bootstrap, settings.topic_predictions, 0, timeout_s=0.5, settle_s=0))
+    assert early < len(events), "the worker finished before it was killed: nothing was tested"
+
+    survivor = Running(settings)
+    values = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, len(events))
+    await survivor.close()
+    predicted = {msgspec.json.decode(v, type=Prediction).event_id for v in values}
+    assert predicted == {e.event_id for e in events}
+    state = await snapshot(redis_server.url, settings.redis_key_prefix)
+    for key, entries in state.items():
+        if key.endswith(":w"):
+            ids = [decode_entry(entry)[2] for entry in entries]
+            assert len(ids) == len(set(ids)), key

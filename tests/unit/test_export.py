@@ -1,0 +1,299 @@
+"""ONNX export of the incremental serving graph (parity, dynamic batch, multi-step calls) and the
+promotion gate, on a model trained briefly on generated shoppers."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from support.models import generated_histories
+
+from stream.contracts import Event
+from stream.features import EventEncoder, FeatureSpec, StaticColumn, Vocabulary
+from stream.features.encode import sequence_window_features, step_features, target_column
+from stream.registry import LoadedModel, Manifest, ModelRegistry
+from stream.registry.manifest import serving_inputs, serving_outputs
+from stream.registry.registry import sha256_file
+from training import export as export_module
+from training.data import EncodedEvents, UserSequence, encode_sequences, training_tokens
+from training.exceptions import ExportError
+from training.export import PARITY_TOLERANCE, build_version, check_parity, export_to_registry
+from training.model import DemandLSTM, ModelConfig
+from training.onnx_eval import step_through_histories
+from training.promotion import decide_promotion, score_served_model
+from training.sequences import TEST, VALID, encode_history
+from training.split import TimeSplit
+from training.train import TrainConfig, fit, mrr_at, predict
+
+pytestmark = pytest.mark.slow
+
+TOP_K = 10
+SPEC = FeatureSpec(window=12, text_tokens=3, text_buckets=256)
+
+
+@dataclass
+class Trained:
+    model: DemandLSTM
+    categories: Vocabulary
+    items: Vocabulary
+    sequences: list[UserSequence]
+    data: EncodedEvents
+    queries: np.ndarray
+    split: TimeSplit
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    """A small DemandLSTM trained for a few epochs on generated shoppers (fractions split)."""
+    histories = generated_histories(users=80, seed=11, max_len=50)
+    sequences = [UserSequence(h[0].user_id, h) for h in histories]
+    first = min(s.events[0].ts for s in sequences)
+    last = max(s.events[-1].ts for s in sequences)
+    split = TimeSplit.from_fractions(first, last, 0.7, 0.85)
+    categories = Vocabulary.build(training_tokens(sequences, split, "category"))
+    items = Vocabulary.build(training_tokens(sequences, split, "item"))
+    encoder = EventEncoder(SPEC, categories, items)
+    encoded = [encode_history(s.user_id, s.events, encoder, split.train_end_ms, split.valid_end_ms) for s in sequences]
+    torch.manual_seed(0)
+    model = DemandLSTM(SPEC, ModelConfig(len(categories), len(items), hidden=16, cat_dim=8, pointer_dim=8))
+
+    def valid_mrr(m: DemandLSTM) -> float:
+        p = predict(m, encoded, VALID)
+        return mrr_at(p.targets, p.topk, 10)
+
+    fit(model, encoded, valid_mrr, TrainConfig(epochs=3, progress=False, threads=1, seed=3))
+    model.eval()
+    data = encode_sequences(sequences, categories, split, "category")
+    return Trained(model, categories, items, sequences, data, data.queries(TEST), split)
+
+
+@pytest.fixture(scope="module")
+def staged(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Manifest, LoadedModel, Path]:
+    staging = tmp_path_factory.mktemp("staging")
+    manifest = build_version(
+        trained.model, trained.categories, trained.items, version="vtest", top_k=TOP_K,
+        parity_histories=[s.events for s in trained.sequences[:8]], extra={}, staging=staging,
+    )  # fmt: skip
+    return manifest, LoadedModel.from_directory(staging, manifest), staging
+
+
+def encode_for_serving(model: LoadedModel, events: list[Event]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Step features ``(T, step_width)`` and window features ``3 x (T, W)`` as a worker builds them."""
+    spec = model.encoder.spec
+    rows = model.encoder.static_rows(events)
+    ts = np.array([e.ts for e in events], dtype=np.int64)
+    windows = sequence_window_features(rows[:, target_column(spec)], rows[:, StaticColumn.TYPE], ts, spec)
+    return step_features(rows, ts, None, spec), windows
+
+
+# --- export and parity ------------------------------------------------------------------------------
+
+
+def test_manifest_records_hashes_and_the_serving_interface(trained: Trained, staged: tuple[Manifest, LoadedModel, Path]) -> None:
+    manifest, loaded, staging = staged
+    assert manifest.inputs == serving_inputs(SPEC, 16)
+    assert manifest.outputs == serving_outputs(TOP_K, 16)
+    assert manifest.feature_spec == SPEC
+    assert (manifest.n_categories, manifest.n_items) == (len(trained.categories), len(trained.items))
+    assert loaded.version == "vtest"
+    assert sorted(manifest.files) == ["categories.json", "items.json", "model.onnx"]
+    for name, digest in manifest.files.items():
+        assert sha256_file(staging / name) == digest
+
+
+def test_onnx_parity_on_held_out_generated_histories(trained: Trained, staged: tuple[Manifest, LoadedModel, Path]) -> None:
+    _, loaded, _ = staged
+    held_out = generated_histories(users=20, seed=1234, max_len=70)  # not the parity set used at export
+    diff = check_parity(trained.model, loaded, held_out)
+    assert diff <= PARITY_TOLERANCE
+    # The model is trained (scores are not flat), so parity is not trivially met by constant outputs.
+
+    stepped = step_through_histories(loaded, held_out)
+    top1 = np.concatenate([scores[:, 0] for scores, _cats, _intent in stepped])
+    assert top1.max() - top1.min() > 0.05
+
+
+def test_onnx_rankings_match_the_trainer_predictions(trained: Trained, staged: tuple[Manifest, LoadedModel, Path]) -> None:
+    """The promotion gate's ONNX scoring sees the same rankings as the trainer's torch evaluation."""
+    _, loaded, _ = staged
+    onnx = score_served_model(loaded, trained.sequences, trained.data, trained.queries, trained.categories)
+    encoder = EventEncoder(SPEC, trained.categories, trained.items)
+    split = trained.split
+    encoded = [
+        encode_history(s.user_id, s.events, encoder, split.train_end_ms, split.valid_end_ms) for s in trained.sequences
+    ]
+    torch_pred = predict(trained.model, encoded, TEST, k=TOP_K)
+    assert onnx["n_events"] == len(torch_pred.targets) > 50
+    assert onnx["mrr@10"] == pytest.approx(mrr_at(torch_pred.targets, torch_pred.topk, 10), abs=2e-3)
+
+
+def test_dynamic_batch_gives_the_same_results_as_single_rows(staged: tuple[Manifest, LoadedModel, Path]) -> None:
+    _, loaded, _ = staged
+    histories = generated_histories(users=7, seed=77, max_len=30)
+    t = 1  # the second event of every user, with the state after the first
+    encoded = [encode_for_serving(loaded, h) for h in histories]
+    steps = np.stack([e[0][t] for e in encoded])[:, None, :]
+    wins = [np.stack([e[1][j][t] for e in encoded]) for j in range(3)]
+    rng = np.random.default_rng(0)
+    h0 = rng.normal(size=(1, 7, loaded.hidden)).astype(np.float32) * 0.3
+    c0 = rng.normal(size=(1, 7, loaded.hidden)).astype(np.float32) * 0.3
+    batch = loaded.step(steps, h0, c0, *wins)
+    assert batch.scores.shape == (7, TOP_K) and batch.h.shape == (1, 7, loaded.hidden)
+    for i in range(7):
+        one = loaded.step(steps[i : i + 1], h0[:, i : i + 1], c0[:, i : i + 1], *(w[i : i + 1] for w in wins))
+        np.testing.assert_allclose(one.scores[0], batch.scores[i], atol=1e-6)
+        np.testing.assert_array_equal(one.categories[0], batch.categories[i])
+        np.testing.assert_allclose(one.intent[0], batch.intent[i], atol=1e-6)
+        np.testing.assert_allclose(one.h[0, 0], batch.h[0, i], atol=1e-6)
+        np.testing.assert_allclose(one.c[0, 0], batch.c[0, i], atol=1e-6)
+    # rows really differ, so the comparison above could have caught mixed-up rows
+    assert len({tuple(np.round(r, 5)) for r in batch.scores}) > 1
+
+
+def test_several_steps_in_one_call_equal_stepping_one_by_one(staged: tuple[Manifest, LoadedModel, Path]) -> None:
+    _, loaded, _ = staged
+    histories = [h for h in generated_histories(users=12, seed=5, max_len=40) if len(h) >= 6][:3]
+    assert len(histories) == 3
+    s = 5
+    encoded = [encode_for_serving(loaded, h) for h in histories]
+    # one call with S=5 new events; the window is the one after the last of them
+    steps = np.stack([e[0][:s] for e in encoded])
+    last_wins = [np.stack([e[1][j][s - 1] for e in encoded]) for j in range(3)]
+    h, c = loaded.zero_state(3)
+    many = loaded.step(steps, h, c, *last_wins)
+    # five calls with S=1, carrying (h, c)
+    for t in range(s):
+        wins = [np.stack([e[1][j][t] for e in encoded]) for j in range(3)]
+        out = loaded.step(steps[:, t : t + 1], h, c, *wins)
+        h, c = out.h, out.c
+    np.testing.assert_allclose(many.h, out.h, atol=1e-5)
+    np.testing.assert_allclose(many.c, out.c, atol=1e-5)
+    np.testing.assert_allclose(many.scores, out.scores, atol=1e-5)
+    np.testing.assert_allclose(many.intent, out.intent, atol=1e-5)
+    np.testing.assert_array_equal(many.categories, out.categories)
+
+
+def test_export_fails_when_the_graph_does_not_reproduce_the_model(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exporter that captured other weights than the ones checked must fail the parity check,
+    and nothing reaches the registry."""
+    model = copy.deepcopy(trained.model)
+    real_export = export_module.export_onnx
+
+    def export_then_drift(m: DemandLSTM, path: Path, top_k: int) -> None:
+        real_export(m, path, top_k)
+        with torch.no_grad():  # the torch model moves on after the graph was written
+            m.generator.weight.add_(torch.randn_like(m.generator.weight) * 0.5)
+            m.intent[0].weight.add_(torch.randn_like(m.intent[0].weight) * 0.5)
+
+    monkeypatch.setattr(export_module, "export_onnx", export_then_drift)
+    registry = ModelRegistry(tmp_path / "models")
+    with pytest.raises(ExportError, match="ONNX parity failed"):
+        export_to_registry(
+            registry, model, trained.categories, trained.items, version="drifted", top_k=TOP_K,
+            parity_histories=[s.events for s in trained.sequences[:8]], extra={},
+        )  # fmt: skip
+    assert registry.versions() == []
+    assert not registry.versions_dir.exists() or list(registry.versions_dir.iterdir()) == []
+
+
+# --- the promotion gate -----------------------------------------------------------------------------
+
+
+def degraded(model: DemandLSTM) -> DemandLSTM:
+    """The trained model with its pointer ignored and a random generator: a deliberately worse model."""
+    bad = copy.deepcopy(model)
+    with torch.no_grad():
+        torch.manual_seed(99)
+        bad.generator.weight.normal_(0, 1.0)
+        bad.generator.bias.normal_(0, 1.0)
+        bad.gate.weight.zero_()
+        bad.gate.bias.copy_(torch.tensor([-20.0, 20.0]))  # all weight on the (random) generator
+    return bad
+
+
+@pytest.fixture
+def gate_registry(trained: Trained, tmp_path: Path) -> ModelRegistry:
+    registry = ModelRegistry(tmp_path / "models")
+    export_to_registry(
+        registry, trained.model, trained.categories, trained.items, version="good", top_k=TOP_K,
+        parity_histories=[s.events for s in trained.sequences[:4]], extra={},
+    )  # fmt: skip
+    registry.promote("good")
+    return registry
+
+
+def publish(registry: ModelRegistry, trained: Trained, model: DemandLSTM, version: str) -> dict[str, float]:
+    """Publish ``model`` and return its test metrics, scored through ONNX like the served one."""
+    export_to_registry(
+        registry, model, trained.categories, trained.items, version=version, top_k=TOP_K,
+        parity_histories=[s.events for s in trained.sequences[:4]], extra={},
+    )  # fmt: skip
+    loaded = LoadedModel.load(registry, version)
+    return score_served_model(loaded, trained.sequences, trained.data, trained.queries, trained.categories)
+
+
+def test_promotion_gate_refuses_a_worse_model_and_force_overrides(
+    trained: Trained, gate_registry: ModelRegistry
+) -> None:
+    bad_metrics = publish(gate_registry, trained, degraded(trained.model), "worse")
+    decision = decide_promotion(
+        gate_registry, "worse", trained.sequences, trained.data, trained.queries, bad_metrics,
+        target="category", target_vocab=trained.categories,
+    )  # fmt: skip
+    assert not decision.promote
+    assert decision.reason.startswith("refused: worse than serving good")
+    assert decision.current_version == "good" and decision.current_metrics is not None
+    assert decision.current_metrics["mrr@10"] > bad_metrics["mrr@10"] + 0.05  # the setup is meaningful
+    forced = decide_promotion(
+        gate_registry, "worse", trained.sequences, trained.data, trained.queries, bad_metrics,
+        target="category", target_vocab=trained.categories, force=True,
+    )  # fmt: skip
+    assert forced.promote and "forced" in forced.reason
+    assert gate_registry.current_version() == "good"  # deciding never moves the pointer
+
+
+def test_promotion_gate_accepts_an_equally_good_model(trained: Trained, gate_registry: ModelRegistry) -> None:
+    same_metrics = publish(gate_registry, trained, trained.model, "same")
+    decision = decide_promotion(
+        gate_registry, "same", trained.sequences, trained.data, trained.queries, same_metrics,
+        target="category", target_vocab=trained.categories,
+    )  # fmt: skip
+    assert decision.promote, decision.reason
+    assert decision.current_metrics is not None
+    assert decision.current_metrics["mrr@10"] == pytest.approx(same_metrics["mrr@10"])
+
+
+def test_promotion_gate_refuses_when_only_recall_is_worse(trained: Trained, gate_registry: ModelRegistry) -> None:
+    served = score_served_model(
+        LoadedModel.load(gate_registry, "good"), trained.sequences, trained.data, trained.queries, trained.categories
+    )
+    claimed = {**served, "mrr@10": served["mrr@10"] + 0.1, "recall@10": served["recall@10"] - 0.01}
+    decision = decide_promotion(
+        gate_registry, "x", trained.sequences, trained.data, trained.queries, claimed,
+        target="category", target_vocab=trained.categories,
+    )  # fmt: skip
+    assert not decision.promote and "recall@10" in decision.reason
+
+
+def test_promotion_gate_with_no_or_broken_serving_model(trained: Trained, tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    args = (trained.sequences, trained.data, trained.queries, {"mrr@10": 0.0, "recall@10": 0.0})
+    first = decide_promotion(registry, "new", *args, target="category", target_vocab=trained.categories)
+    assert first.promote and first.reason == "no model is serving yet"
+    publish(registry, trained, trained.model, "old")
+    registry.promote("old")
+    (registry.version_dir("old") / "items.json").write_text('{"tokens": []}', encoding="utf-8")
+    broken = decide_promotion(registry, "new", *args, target="category", target_vocab=trained.categories)
+    assert broken.promote and "fails verification" in broken.reason  # a broken model never blocks a fix
+
+
+def test_promotion_gate_refuses_a_model_of_another_target(trained: Trained, gate_registry: ModelRegistry) -> None:
+    args = (trained.sequences, trained.data, trained.queries, {"mrr@10": 1.0, "recall@10": 1.0})
+    decision = decide_promotion(gate_registry, "items", *args, target="item", target_vocab=trained.items)
+    assert not decision.promote and "ranks another target" in decision.reason

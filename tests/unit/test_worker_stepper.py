@@ -1,0 +1,139 @@
+"""FAST/REBUILD decisions, rounds, and the equality of incremental stepping and rebuilds.
+
+The model is a small real one exported through the real ONNX path; Redis is replaced by the
+exact values ``append_batch`` / ``read_windows`` would return, so these stay unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from support.models import generated_histories, publish_model
+
+from stream.contracts import Event
+from stream.registry import LoadedModel, ModelRegistry
+from stream.store import AppendResult, Window
+from stream.worker.state_codec import decode_state, encode_state
+from stream.worker.stepper import RebuildReason, StepInput, assign_rounds, plan_batch, run_batch
+from stream.worker.window_codec import decode_rows, encode_row
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    root = tmp_path_factory.mktemp("registry")
+    publish_model(root, "v1", seed=1)
+    return LoadedModel.load(ModelRegistry(root), "v1")
+
+
+class FakeUser:
+    """One user's window and stored state, as the Redis store would hold them."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.events: list[Event] = []
+        self.state_seq: int | None = None
+        self.state: bytes | None = None
+
+    def append(self, event: Event) -> StepInput:
+        known = [e.event_id for e in self.events]
+        if event.event_id in known:
+            seq = known.index(event.event_id) + 1
+            prev = self.events[seq - 2].ts if seq > 1 else None
+            result = AppendResult(False, seq, len(self.events), prev, self.state_seq, self.state)
+        else:
+            prev = self.events[-1].ts if self.events else None
+            self.events.append(event)
+            result = AppendResult(True, len(self.events), len(self.events), prev, self.state_seq, self.state)
+        return StepInput(self.user, decode_rows([encode_row(event)])[0], result)
+
+    def window(self) -> Window:
+        return Window(
+            seqs=list(range(1, len(self.events) + 1)),
+            ts_ms=[e.ts for e in self.events],
+            rows=[encode_row(e) for e in self.events],
+            event_ids=[e.event_id for e in self.events],
+        )
+
+
+def process(
+    model: LoadedModel, users: dict[str, FakeUser], events: Sequence[Event], *, force: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[RebuildReason | None], int]:
+    items = [users.setdefault(e.user_id, FakeUser(e.user_id)).append(e) for e in events]
+    plan, rebuild_users = plan_batch(items, model.version, force_rebuild=force)
+    out = run_batch(model, items, plan, {u: users[u].window() for u in rebuild_users})
+    for write in out.state_writes:
+        user = users[write.user_key]
+        if user.state_seq is None or write.seq > user.state_seq:
+            user.state_seq, user.state = write.seq, write.blob
+    return out.scores, out.categories, plan.reasons, out.model_calls
+
+
+def test_rounds_are_occurrence_indices() -> None:
+    assert assign_rounds(["a", "b", "a", "c", "a", "b"]).tolist() == [0, 0, 1, 0, 2, 1]
+
+
+def test_incremental_steps_equal_rebuilds_from_the_window(model: LoadedModel) -> None:
+    history = generated_histories(users=1, seed=5, max_len=40)[0][:25]
+    assert len(history) > model.manifest.feature_spec.window  # exercises the summary's shifting
+    incremental: dict[str, FakeUser] = {}
+    rebuilt: dict[str, FakeUser] = {}
+    for j, event in enumerate(history):
+        fast_scores, fast_cats, reasons, _ = process(model, incremental, [event])
+        assert reasons == [RebuildReason.MISSING if j == 0 else None]
+        slow_scores, slow_cats, reasons, _ = process(model, rebuilt, [event], force=True)
+        assert reasons == [RebuildReason.FORCED]
+        np.testing.assert_array_equal(fast_cats, slow_cats)
+        np.testing.assert_allclose(fast_scores, slow_scores, rtol=1e-4, atol=1e-6)
+
+
+def test_one_batch_with_rounds_equals_event_by_event(model: LoadedModel) -> None:
+    histories = generated_histories(users=3, seed=9, max_len=12)
+    events = [e for h in histories for e in h[:4]]  # grouped by user: several per user in a batch
+    one_by_one: dict[str, FakeUser] = {}
+    expected = np.concatenate([process(model, one_by_one, [e])[0] for e in events])
+    batched: dict[str, FakeUser] = {}
+    scores, _, reasons, calls = process(model, batched, events)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6)
+    # Round 0 rebuilds every user (equal prefix length: one call); rounds 1..3 are fast.
+    assert calls == 4
+    assert reasons.count(RebuildReason.MISSING) == 3 and reasons.count(None) == len(events) - 3
+    for user in batched.values():
+        assert user.state_seq == len(user.events) == decode_state(user.state or b"").seq
+
+
+def test_decisions(model: LoadedModel) -> None:
+    history = generated_histories(users=1, seed=2, max_len=30)[0]
+    users: dict[str, FakeUser] = {}
+    process(model, users, history[:3])
+    user = users[history[0].user_id]
+    stored = decode_state(user.state or b"")
+
+    # A replay is rebuilt, gets its first prediction again, and writes no state.
+    first, *_ = process(model, {}, history[:2])
+    scores, _, reasons, _ = process(model, users, [history[1]])
+    assert reasons == [RebuildReason.REPLAY]
+    np.testing.assert_allclose(scores, first[1:2], rtol=1e-4, atol=1e-6)
+    assert user.state_seq == 3
+
+    # A state of another model version is rebuilt.
+    user.state = encode_state(type(stored)("v0", stored.seq, stored.h, stored.c, stored.cat, stored.kind, stored.ts))
+    assert process(model, users, [history[3]])[2] == [RebuildReason.VERSION]
+    # A lost state write leaves the state behind the window: stale.
+    user.events.append(history[4])
+    assert process(model, users, [history[5]])[2] == [RebuildReason.STALE]
+    # A corrupt blob is rebuilt, not a crash; then the next event is fast again.
+    user.state = b"\x00garbage"
+    assert process(model, users, [history[6]])[2] == [RebuildReason.CORRUPT]
+    assert process(model, users, [history[7]])[2] == [None]
+
+
+def test_replay_then_new_event_in_one_batch(model: LoadedModel) -> None:
+    history = generated_histories(users=1, seed=4, max_len=30)[0]
+    users: dict[str, FakeUser] = {}
+    process(model, users, history[:3])
+    _, _, reasons, _ = process(model, users, [history[2], history[3]])
+    # The replayed event's rebuilt state (seq 3) is the stored one: the new event is still fast.
+    assert reasons == [RebuildReason.REPLAY, None]
+    assert users[history[0].user_id].state_seq == 4
