@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 RESULTS = Path(__file__).parent / "results"
 N_CATEGORIES = 2500
 N_ITEMS = 20_000
+HIDDEN = 96  # training.cli --hidden default
 _TYPES = ("view",) * 6 + ("cart", "fav", "purchase", "search")
 
 
@@ -74,8 +75,9 @@ def payloads(events: Sequence[Event]) -> list[tuple[bytes, bytes]]:
     return [(e.user_id.encode(), encode_event(e)) for e in events]
 
 
-def export_model(root: Path, version: str = "bench", hidden: int = 128) -> None:
-    """A default-sized model (FeatureSpec defaults, ~2500 categories) through the real export."""
+def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN) -> None:
+    """A default-sized model through the real export: FeatureSpec defaults (window 50), the
+    trainer's default hidden size, ~2500 categories and a (V, V) transition prior in the graph."""
     import torch
 
     from stream.features import FeatureSpec, Vocabulary
@@ -86,7 +88,9 @@ def export_model(root: Path, version: str = "bench", hidden: int = 128) -> None:
     torch.manual_seed(0)
     categories = Vocabulary([f"c{i}" for i in range(N_CATEGORIES)])
     items = Vocabulary([f"i{i}" for i in range(N_ITEMS)])
-    model = DemandLSTM(FeatureSpec(), ModelConfig(len(categories), len(items), hidden=hidden))
+    v = len(categories)
+    transitions = torch.rand(v, v).softmax(-1)
+    model = DemandLSTM(FeatureSpec(), ModelConfig(v, len(items), hidden=hidden), transitions=transitions)
     history = shopper_events(40, users=2, seed=99)
     parity = [[e for e in history if e.user_id == u] for u in ("user0", "user1")]
     registry = ModelRegistry(root)

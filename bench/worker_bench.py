@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import tempfile
 import time
 import uuid
@@ -21,11 +22,12 @@ import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import Services, export_model, make_topics, payloads, services, shopper_events, write_results
+from bench.common import HIDDEN, Services, export_model, make_topics, payloads, services, shopper_events, write_results
 from stream.config import Settings
 from stream.contracts import Prediction
 from stream.worker import Worker
 from stream.worker.metrics import STAGES
+from stream.worker.publish import BatchPublisher
 
 logger = logging.getLogger("bench.worker_bench")
 PARTITIONS = 4
@@ -42,8 +44,12 @@ async def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, byt
         await producer.stop()
 
 
-async def passthrough(svc: Services, topic: str, out_topic: str, n: int) -> float:
-    """(a) consume -> produce -> commit with no work; events/s after the first batch."""
+async def passthrough(svc: Services, topic: str, out_topic: str, n: int, *, batched: bool) -> tuple[float, float]:
+    """(a) consume -> produce -> commit with no work: (events/s, process CPU µs/event) after the first batch.
+
+    ``batched``: produce like the worker does (one record batch per partition, BatchPublisher);
+    otherwise one ``send`` per record (the plain aiokafka way).
+    """
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=svc.bootstrap,
@@ -55,20 +61,25 @@ async def passthrough(svc: Services, topic: str, out_topic: str, n: int) -> floa
     producer = AIOKafkaProducer(bootstrap_servers=svc.bootstrap, acks="all", linger_ms=2, max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
-    done, first_at, first_n = 0, 0.0, 0
+    publisher = BatchPublisher(producer)
+    done, first_at, first_n, first_cpu = 0, 0.0, 0, 0.0
     try:
         while done < n:
             batch = await consumer.getmany(timeout_ms=200, max_records=256)
             records = [r for rs in batch.values() for r in rs]
             if not records:
                 continue
-            futures = [await producer.send(out_topic, value=r.value, key=r.key) for r in records]
-            await asyncio.gather(*futures)
+            if batched:
+                await publisher.publish([(out_topic, r.key, r.value) for r in records])
+            else:
+                futures = [await producer.send(out_topic, value=r.value, key=r.key) for r in records]
+                await asyncio.gather(*futures)
             await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items() if rs})
             if not first_at:
-                first_at, first_n = time.perf_counter(), len(records)
+                first_at, first_n, first_cpu = time.perf_counter(), len(records), time.process_time()
             done += len(records)
-        return (done - first_n) / (time.perf_counter() - first_at)
+        cpu_us = 1e6 * (time.process_time() - first_cpu) / (done - first_n)
+        return (done - first_n) / (time.perf_counter() - first_at), cpu_us
     finally:
         await consumer.stop()
         await producer.stop()
@@ -89,14 +100,21 @@ async def pipeline(settings: Settings, n: int) -> dict[str, Any]:
     task = asyncio.create_task(worker.run(stop, max_records=n))
     while worker.records_done == 0:
         await asyncio.sleep(0.002)
-    first_at, first_n = time.perf_counter(), worker.records_done
+    first_at, first_n, first_cpu = time.perf_counter(), worker.records_done, time.process_time()
     stages0 = {s: worker.metrics.stage_total(s) for s in STAGES}
     await task
-    elapsed = time.perf_counter() - first_at
+    elapsed, cpu_s = time.perf_counter() - first_at, time.process_time() - first_cpu
     counted = worker.records_done - first_n
     stage_us = {s: 1e6 * (worker.metrics.stage_total(s) - stages0[s]) / counted for s in STAGES}
-    calls = worker.metrics.registry.get_sample_value("demandstream_worker_model_calls_total") or 0
-    return {"events_per_s": counted / elapsed, "stage_us_per_event": stage_us, "model_calls": calls}
+    registry = worker.metrics.registry
+    calls = registry.get_sample_value("demandstream_worker_model_calls_total") or 0
+    onnx_s = registry.get_sample_value("demandstream_worker_onnx_seconds_total") or 0.0
+    batches = registry.get_sample_value("demandstream_worker_batch_size_count") or 1.0
+    events = registry.get_sample_value("demandstream_worker_batch_size_sum") or 0.0
+    return {"events_per_s": counted / elapsed, "cpu_us_per_event": 1e6 * cpu_s / counted,
+            "stage_us_per_event": stage_us, "model_calls": calls,
+            "onnx_us_per_event": 1e6 * onnx_s / max(events, 1), "batches": batches,
+            "mean_batch": events / batches}  # fmt: skip
 
 
 async def latency(svc: Services, settings: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
@@ -111,15 +129,14 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
     await producer.start()
     total = int(rate * seconds)
     tick = 0.01
+    # Generated up front: generating inside the loop would stall the worker sharing this event loop.
+    events = shopper_events(total, users, seed=7)
     started = time.perf_counter()
     sent = 0
     while sent < total:
         due = min(total, int((time.perf_counter() - started) * rate) + 1)
-        chunk = (
-            shopper_events(due - sent, users, seed=sent + 7, start_ms=time.time_ns() // 1_000_000) if due > sent else []
-        )
-        for j, event in enumerate(chunk):
-            event = msgspec.structs.replace(event, event_id=f"lat-{sent + j}", ts=time.time_ns() // 1_000_000)
+        for j in range(sent, due):
+            event = msgspec.structs.replace(events[j], event_id=f"lat-{j}", ts=time.time_ns() // 1_000_000)
             await producer.send(settings.topic_events, value=msgspec.json.encode(event), key=event.user_id.encode())
         sent = due
         await asyncio.sleep(tick)
@@ -145,11 +162,13 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
                 lat.append(p.predicted_at - p.event_ts)
     await consumer.stop()
     arr = np.asarray(lat, dtype=np.float64)
+    batches = float(worker.metrics.registry.get_sample_value("demandstream_worker_batch_size_count") or 1.0)
     return {"rate_per_s": rate, "events": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
-            "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max())}  # fmt: skip
+            "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max()),
+            "mean_batch": total / batches}  # fmt: skip
 
 
-async def main(n_events: int, users: int, extra_events: int, latency_s: float) -> None:
+async def main(n_events: int, users: int, extra_events: int, latency_s: float, latency_rate: float | None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ds-bench-"))
     registry = workdir / "models"
     await asyncio.to_thread(export_model, registry)
@@ -163,8 +182,10 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float) -
         warm = shopper_events(n_events, users, seed=1)
         more = shopper_events(2 * extra_events, users, seed=2, start_ms=warm[-1].ts + 1000)
         await produce_all(svc.bootstrap, main_t["events"], payloads(warm))
-        raw_rate = await passthrough(svc, main_t["events"], raw_t["predictions"], n_events)
-        logger.info("(a) pass-through: %.0f events/s", raw_rate)
+        raw_rate, raw_cpu = await passthrough(svc, main_t["events"], raw_t["predictions"], n_events, batched=True)
+        logger.info("(a) pass-through, batched produce: %.0f events/s", raw_rate)
+        raw_send, raw_send_cpu = await passthrough(svc, main_t["events"], raw_t["dlq"], n_events, batched=False)
+        logger.info("(a0) pass-through, one send per record: %.0f events/s", raw_send)
         full = await pipeline(settings_for(svc, registry, main_t, "bench"), n_events)
         logger.info("(b) full pipeline (windows filling): %.0f events/s", full["events_per_s"])
         steady_t, rebuild_t = topics("steady"), topics("rebuild")
@@ -177,28 +198,41 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float) -
             settings_for(svc, registry, rebuild_t, "bench", worker_force_rebuild=True), extra_events
         )
         logger.info("(c) whole-window recompute: %.0f events/s", rebuild["events_per_s"])
-        max_rate = min(full["events_per_s"], steady["events_per_s"])
-        lat = await latency(svc, settings_for(svc, registry, lat_t, "bench-lat"), max_rate / 2, latency_s, users)
+        lat_rate = latency_rate or min(full["events_per_s"], steady["events_per_s"]) / 2
+        lat = await latency(svc, settings_for(svc, registry, lat_t, "bench-lat"), lat_rate, latency_s, users)
     model_ratio = rebuild["stage_us_per_event"]["model"] / steady["stage_us_per_event"]["model"]
     results = {"events": n_events, "users": users, "partitions": PARTITIONS, "batch_max_size": 256,
-               "passthrough_events_per_s": raw_rate, "full": full, "full_steady": steady, "rebuild": rebuild,
+               "load_average": os.getloadavg(), "model": {"hidden": HIDDEN, "transitions": True},
+               "passthrough_events_per_s": raw_rate, "passthrough_send_each_events_per_s": raw_send,
+               "passthrough_cpu_us_per_event": raw_cpu, "passthrough_send_each_cpu_us_per_event": raw_send_cpu,
+               "full": full, "full_steady": steady, "rebuild": rebuild,
                "pipeline_vs_passthrough": full["events_per_s"] / raw_rate, "rebuild_model_cost_ratio": model_ratio,
                "latency_at_half_max": lat}  # fmt: skip
 
     def rate(part: dict[str, Any]) -> str:
-        return f"{part['events_per_s']:,.0f} ev/s ({100 * part['events_per_s'] / raw_rate:.0f}% of a)"
+        return (
+            f"{part['events_per_s']:,.0f} ev/s ({100 * part['events_per_s'] / raw_rate:.0f}% of a, "
+            f"{100 * part['events_per_s'] / raw_send:.0f}% of a0), {part['cpu_us_per_event']:.0f} µs CPU/event"
+        )
+
+    parts = (full, steady, rebuild)
 
     def stage(name: str) -> str:
         return " / ".join(f"{p['stage_us_per_event'][name]:.1f}" for p in (full, steady, rebuild))
 
     rows = [
-        ("(a) raw aiokafka pass-through", f"{raw_rate:,.0f} ev/s"),
+        ("(a) raw aiokafka pass-through (batched produce)", f"{raw_rate:,.0f} ev/s, {raw_cpu:.0f} µs CPU/event"),
+        ("(a0) same, one send() per record", f"{raw_send:,.0f} ev/s, {raw_send_cpu:.0f} µs CPU/event"),
         ("(b) full pipeline (windows filling)", rate(full)),
         ("(b') full pipeline, windows full", rate(steady)),
         ("(c) whole-window recompute", rate(rebuild)),
         *[(f"(d) {name} µs/event b / b' / c", stage(name)) for name in STAGES],
+        ("(d) of model: onnx µs/event b / b' / c", " / ".join(f"{p['onnx_us_per_event']:.1f}" for p in parts)),
+        ("ONNX calls per batch b / b' / c", " / ".join(f"{p['model_calls'] / p['batches']:.1f}" for p in parts)),
         ("model cost c / b'", f"{model_ratio:.1f}x"),
         (f"e2e at {lat['rate_per_s']:,.0f} ev/s", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"),
+        ("  mean batch at that rate", f"{lat['mean_batch']:.1f} events"),
+        ("load average (1/5/15 min) at the end", " / ".join(f"{x:.2f}" for x in os.getloadavg())),
     ]
     path = write_results("worker_bench", results, rows)
     logger.info("wrote %s", path)
@@ -210,10 +244,11 @@ def cli() -> None:
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--extra-events", type=int, default=10_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--latency-rate", type=float, default=None, help="events/s (default: half the max)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    asyncio.run(main(args.events, args.users, args.extra_events, args.latency_seconds))
+    asyncio.run(main(args.events, args.users, args.extra_events, args.latency_seconds, args.latency_rate))
 
 
 if __name__ == "__main__":

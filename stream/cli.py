@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train", "Train, evaluate against baselines, export to the registry."),
     "insights": ("insights.cli:insights", "Product-development insights: report and dashboard."),
     "simulate": ("stream.simulate.cli:simulate", "Seeded, realistic shopper events to Kafka/file."),
+    "demo": ("stream.demo.cli:demo", "Live demo: local broker + Redis, model, worker, simulated shoppers."),
+    "replay": ("stream.demo.replay:replay", "Publish a dataset into the events topic in event-time order."),
+    "tail": ("stream.demo.tail:tail", "Follow the predictions topic (pretty or JSON, filter by user)."),
+    "forget-user": ("stream.privacy.cli:forget_user_command", "Erase a user's window and state (GDPR erasure)."),
 }
 
 

@@ -1,9 +1,11 @@
 """The demand network: an LSTM over a shopper's events with two heads.
 
-* next-category demand: a mixture of a vocabulary softmax (what shoppers like this want next) and
-  a pointer over the user's own recent window (repeat behaviour, which dominates real e-commerce
-  data), weighted by a learned gate. Pointer scores see each window event's category, behaviour type,
-  age and recency rank, so the network can learn time-decayed repeat weighting and go beyond it.
+* next-category demand: a mixture of experts whose weights the LSTM state sets at every step:
+  two pointers over the user's own recent window (short- and long-memory repeat, which dominates
+  real e-commerce data), a fixed first-order transition prior counted on training data, and a
+  learned generator over the whole vocabulary for what the others miss. The experts start as the
+  tuned repeat/transition heuristics; training learns when to depart from them. Pointer scores see
+  each window event's behaviour type, age, recency rank and whether it matches the newest event.
 * purchase intent: the probability of a purchase among the user's next events.
 
 :class:`IncrementalStep` is the serving graph exported to ONNX: it takes the new event(s) and the
@@ -12,13 +14,15 @@ previous ``(h, c)`` and returns top-k scores, intent and the new ``(h, c)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from stream.features import FeatureSpec, StaticColumn
-from stream.features.encode import N_TYPES
+from stream.features.encode import N_TYPES, TYPE_INDEX
 
 _NEG = -1e9
 
@@ -37,9 +41,8 @@ class ModelConfig:
     small_dim: int = 8
     pointer_dim: int = 32
     dropout: float = 0.2
-    # Category-specific pointer keys let the pointer memorise per-category stickiness, which
-    # overfits on small data; category-agnostic keys (type, age, rank, same-as-newest) generalise.
-    pointer_category_keys: bool = False
+    short_half_life_h: float = 0.25  # initial decay of the short-memory pointer
+    long_half_life_h: float = 72.0  # initial decay of the long-memory pointer
 
     @property
     def n_targets(self) -> int:
@@ -49,18 +52,73 @@ class ModelConfig:
         return asdict(self)
 
 
-class DemandLSTM(nn.Module):
-    """LSTM + (vocabulary softmax | pointer | transition prior) mixture + intent head.
+class WindowPointer(nn.Module):
+    """Attention over the user's window events, scattered onto the vocabulary.
 
-    ``transitions`` (optional, ``(V, V)`` row-stochastic, counted on training data only) is a fixed
-    first-order prior P(next | newest event's target); a low-rank softmax learns rare transitions
-    poorly, and a lookup costs nothing at serving time. Rows 0 and 1 (padding, OOV) hold popularity.
+    Keys are category-agnostic (type, age, rank, same-as-newest): category-specific keys would
+    memorise per-category stickiness and overfit. Biases start as an exponential decay with
+    ``half_life_h`` and behaviour-type weights, so an untrained pointer *is* the repeat heuristic.
     """
 
-    def __init__(self, spec: FeatureSpec, config: ModelConfig, transitions: Tensor | None = None) -> None:
+    # What a repeat of a category is worth by the behaviour that showed it (tuned on validation).
+    _TYPE_WEIGHTS: ClassVar[dict[str, float]] = {"fav": 0.5, "purchase": 0.25}
+
+    def __init__(self, spec: FeatureSpec, hidden: int, dim: int, half_life_h: float) -> None:
+        super().__init__()
+        self.spec, self.dim = spec, dim
+        self.query = nn.Linear(hidden, dim)
+        self.key_type = nn.Embedding(N_TYPES, dim)
+        self.key_age = nn.Embedding(spec.n_age_buckets, dim)
+        self.key_rank = nn.Embedding(spec.window, dim)
+        self.key_same = nn.Embedding(2, dim)
+        self.bias_type = nn.Embedding(N_TYPES, 1)
+        self.bias_age = nn.Embedding(spec.n_age_buckets, 1)
+        self.bias_rank = nn.Embedding(spec.window, 1)
+        self.bias_same = nn.Embedding(2, 1)
+        edges_h = torch.tensor([0.0, *spec.age_edges_s], dtype=torch.float32) / 3600
+        upper = torch.cat([edges_h[1:], edges_h[-1:] * 2])
+        mid_h = torch.cat([torch.zeros(1), (edges_h + upper) / 2])[: spec.n_age_buckets]
+        with torch.no_grad():
+            self.query.weight.zero_()
+            self.query.bias.zero_()
+            self.bias_age.weight.copy_((-(mid_h / half_life_h) * math.log(2)).clamp(min=-30.0)[:, None])
+            self.bias_type.weight.zero_()
+            for name, weight in self._TYPE_WEIGHTS.items():
+                self.bias_type.weight[TYPE_INDEX[name]] = math.log(weight)
+            self.bias_rank.weight.zero_()
+            self.bias_same.weight.zero_()
+
+    def forward(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
+        """Attention ``(..., W)`` over the window; entries sum per category into a distribution."""
+        rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
+        same = (win_cat == win_cat[..., :1]).long()
+        keys = torch.tanh(self.key_type(win_type) + self.key_age(win_age) + self.key_rank(rank) + self.key_same(same))
+        scores = (keys * self.query(h).unsqueeze(-2)).sum(-1) / self.dim**0.5
+        bias = self.bias_type(win_type) + self.bias_age(win_age) + self.bias_rank(rank) + self.bias_same(same)
+        return torch.softmax((scores + bias.squeeze(-1)).masked_fill(win_cat <= 1, _NEG), dim=-1)
+
+
+class DemandLSTM(nn.Module):
+    """LSTM + mixture-of-experts demand head + intent head.
+
+    ``transitions`` (``(V, V)`` row-stochastic, counted on training data only) is a fixed first-order
+    prior P(next | newest event's target); a low-rank softmax learns rare transitions poorly, and a
+    lookup costs nothing at serving time. ``popularity`` (``(V,)``) starts the generator. Without
+    them (tests, tiny data) those experts are uniform.
+    """
+
+    transitions: Tensor
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        config: ModelConfig,
+        transitions: Tensor | None = None,
+        popularity: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.spec, self.config = spec, config
-        c = config
+        c, v = config, config.n_targets
         self.type_emb = nn.Embedding(N_TYPES, c.small_dim, padding_idx=0)
         self.cat_emb = nn.Embedding(c.n_categories, c.cat_dim, padding_idx=0)
         self.item_emb = nn.Embedding(c.n_items, c.item_dim, padding_idx=0)
@@ -72,25 +130,20 @@ class DemandLSTM(nn.Module):
         d_in = c.cat_dim + c.item_dim + c.text_dim + 5 * c.small_dim
         self.lstm = nn.LSTM(d_in, c.hidden, batch_first=True)
         self.dropout = nn.Dropout(c.dropout)
-        self.generator = nn.Linear(c.hidden, c.n_targets)
-        self.query = nn.Linear(c.hidden, c.pointer_dim)
-        self.key_cat = nn.Embedding(c.n_targets, c.pointer_dim, padding_idx=0)
-        self.key_type = nn.Embedding(N_TYPES, c.pointer_dim, padding_idx=0)
-        self.key_age = nn.Embedding(spec.n_age_buckets, c.pointer_dim, padding_idx=0)
-        self.key_rank = nn.Embedding(spec.window, c.pointer_dim)
-        self.bias_type = nn.Embedding(N_TYPES, 1)
-        self.bias_age = nn.Embedding(spec.n_age_buckets, 1)
-        self.bias_rank = nn.Embedding(spec.window, 1)
-        # "same category as the newest event" is the strongest repeat signal; learning it through
-        # embedding dot products alone would take thousands of category-specific parameters.
-        self.key_same = nn.Embedding(2, c.pointer_dim)
-        self.bias_same = nn.Embedding(2, 1)
-        n_parts = 2 if transitions is None else 3
-        self.gate = nn.Linear(c.hidden, n_parts)
-        if transitions is not None:
-            self.register_buffer("transitions", transitions.float())
-        else:
-            self.transitions = None
+        self.short = WindowPointer(spec, c.hidden, c.pointer_dim, c.short_half_life_h)
+        self.long = WindowPointer(spec, c.hidden, c.pointer_dim, c.long_half_life_h)
+        self.generator = nn.Linear(c.hidden, v)
+        uniform = torch.full((v,), 1.0 / v)
+        # Without a prior (large item vocabularies, tests) a single uniform row stands in for it.
+        self.register_buffer("transitions", (transitions if transitions is not None else uniform[None]).float())
+        self.gate = nn.Linear(c.hidden, 4)  # short pointer, long pointer, transitions, generator
+        with torch.no_grad():
+            self.generator.weight.zero_()
+            prior = popularity if popularity is not None else uniform
+            self.generator.bias.copy_(torch.log(prior.float() + 1e-9))
+            self.gate.weight.zero_()
+            # The tuned heuristic blend: repeat 1, long repeat 0.6, transitions 0.5, popularity fill.
+            self.gate.bias.copy_(torch.log(torch.tensor([1.0, 0.6, 0.5, 0.05])))
         self.intent = nn.Sequential(nn.Linear(c.hidden, 64), nn.ReLU(), nn.Linear(64, 1))
 
     def embed_steps(self, steps: Tensor) -> Tensor:
@@ -111,26 +164,21 @@ class DemandLSTM(nn.Module):
         ]
         return torch.cat(parts, dim=-1)
 
-    def heads(
-        self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """From hidden states ``(..., H)`` and windows ``(..., W)``: generator log-probs ``(..., V)``,
-        pointer attention ``(..., W)``, mixture weights ``(..., 2|3)``, intent logit ``(...)``."""
-        rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
-        same = (win_cat == win_cat[..., :1]).long()
-        keys = self.key_type(win_type) + self.key_age(win_age) + self.key_rank(rank) + self.key_same(same)
-        if self.config.pointer_category_keys:
-            keys = keys + self.key_cat(win_cat)
-        keys = torch.tanh(keys)
-        q = self.query(h).unsqueeze(-2)
-        scores = (keys * q).sum(-1) / self.config.pointer_dim**0.5
-        bias = self.bias_type(win_type) + self.bias_age(win_age) + self.bias_rank(rank) + self.bias_same(same)
-        scores = scores + bias.squeeze(-1)
-        scores = scores.masked_fill(win_cat <= 1, _NEG)
-        attention = torch.softmax(scores, dim=-1)
-        gen_logp = torch.log_softmax(self.generator(h), dim=-1)
-        gate = torch.softmax(self.gate(h), dim=-1)
-        return gen_logp, attention, gate, self.intent(h).squeeze(-1)
+    def demand_probs(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
+        """Demand distribution ``(..., V)``; padding and OOV get no mass.
+
+        Both pointers' attentions are weighted first and scattered once onto the vocabulary-wide
+        experts, so serving touches each full-vocabulary vector only a few times per event.
+        """
+        w = torch.softmax(self.gate(h), dim=-1)
+        prior = self.transitions[win_cat[..., 0].clamp(max=self.transitions.shape[0] - 1)]
+        dense = w[..., 2:3] * prior + w[..., 3:4] * torch.softmax(self.generator(h), dim=-1)
+        attention = w[..., 0:1] * self.short(h, win_cat, win_type, win_age)
+        attention = attention + w[..., 1:2] * self.long(h, win_cat, win_type, win_age)
+        probs = dense.scatter_add(-1, win_cat, attention)
+        keep = torch.ones(self.config.n_targets, dtype=h.dtype, device=h.device)
+        keep[:2] = 0.0
+        return probs * keep
 
     def forward(
         self, steps: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor, targets: Tensor
@@ -140,25 +188,14 @@ class DemandLSTM(nn.Module):
         Returns per-position ``log p(target)``, intent logits and hidden states, all ``(B, T[, H])``.
         """
         h, _ = self.lstm(self.dropout(self.embed_steps(steps)))
-        gen_logp, attention, gate, intent = self.heads(self.dropout(h), win_cat, win_type, win_age)
-        safe = targets.clamp(min=0)
-        p_gen = gen_logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1).exp()
-        p_ptr = (attention * (win_cat == targets.unsqueeze(-1)).to(attention.dtype)).sum(-1)
-        p = gate[..., 0] * p_ptr + gate[..., 1] * p_gen
-        if self.transitions is not None:
-            p = p + gate[..., 2] * self.transitions[win_cat[..., 0], safe]
-        return torch.log(p + 1e-9), intent, h
+        h = self.dropout(h)
+        probs = self.demand_probs(h, win_cat, win_type, win_age)
+        target_p = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return torch.log(target_p + 1e-9), self.intent(h).squeeze(-1), h
 
     def category_probs(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> tuple[Tensor, Tensor]:
-        """Full demand distribution ``(N, V)`` (padding/OOV zeroed) and intent probability ``(N,)``."""
-        gen_logp, attention, gate, intent = self.heads(h, win_cat, win_type, win_age)
-        p_ptr = torch.zeros_like(gen_logp).scatter_add(-1, win_cat, attention)
-        probs = gate[..., :1] * p_ptr + gate[..., 1:2] * gen_logp.exp()
-        if self.transitions is not None:
-            probs = probs + gate[..., 2:3] * self.transitions[win_cat[..., 0]]
-        keep = torch.ones(probs.shape[-1], dtype=probs.dtype, device=probs.device)
-        keep[:2] = 0.0
-        return probs * keep, torch.sigmoid(intent)
+        """Demand distribution ``(N, V)`` and intent probability ``(N,)``."""
+        return self.demand_probs(h, win_cat, win_type, win_age), torch.sigmoid(self.intent(h).squeeze(-1))
 
 
 class IncrementalStep(nn.Module):

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from stream.features import EventEncoder, FeatureSpec, Vocabulary
-from stream.registry import ModelRegistry
+from stream.registry import LoadedModel, ModelRegistry
 from training.baselines import fit_baselines
 from training.data import (
     BadRows,
@@ -26,8 +27,9 @@ from training.data.encoded import EncodedEvents, Target
 from training.data.load import DataFormat
 from training.evaluate import evaluate
 from training.export import export_to_registry
+from training.metrics import per_category
 from training.model import DemandLSTM, ModelConfig
-from training.promotion import PromotionDecision, decide_promotion
+from training.promotion import PromotionDecision, decide_promotion, score_served_model
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
 from training.sequences import TEST, VALID, EncodedHistory, encode_history
 from training.split import TimeSplit
@@ -81,6 +83,21 @@ def choose_split(options: TrainOptions, sequences: list[UserSequence]) -> TimeSp
     return TimeSplit.last_days(last, test_days=options.test_days, valid_days=options.valid_days, tz=BEIJING)
 
 
+MAX_DENSE_PRIOR = 6000  # a (V, V) float32 prior above this would weigh over 144 MB in the graph
+
+
+def transition_prior(transitions: Any, popularity: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The baselines' first-order transitions (training period only) as a dense prior for the model;
+    rows of targets never seen as a predecessor fall back to popularity."""
+    pop = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
+    if pop.shape[0] > MAX_DENSE_PRIOR:
+        log.info("no dense transition prior for %d targets", pop.shape[0])
+        return None, pop
+    dense = torch.from_numpy(np.asarray(transitions.toarray(), dtype=np.float32))
+    dense[dense.sum(dim=1) == 0] = pop
+    return dense, pop
+
+
 def query_intent_labels(histories: list[EncodedHistory], data: EncodedEvents, queries: np.ndarray) -> np.ndarray:
     """Intent label of the model position that scores each query (the event before it)."""
     flat: np.ndarray = np.concatenate([h.intent for h in histories])
@@ -117,10 +134,13 @@ def run_training(options: TrainOptions) -> TrainOutcome:
     methods: dict[str, MethodResult] = {}
     for name, topk in baselines.rank(test_queries).items():
         scored = evaluate(data.target[test_queries], topk, intent_labels[known] == 1, baseline_intent[known])
-        methods[name] = MethodResult(kind="baseline", metrics=scored, params=baselines.params())
+        methods[name] = MethodResult(
+            kind="baseline", metrics=scored, params=baselines.params(),
+            per_category=per_category(data.target[test_queries], topk),
+        )  # fmt: skip
 
     config = ModelConfig(len(categories), len(items), target=options.target, hidden=options.hidden)
-    model = DemandLSTM(spec, config)
+    model = DemandLSTM(spec, config, *transition_prior(baselines.transitions, baselines.popularity))
 
     def valid_mrr(m: DemandLSTM) -> float:
         p = predict(m, histories, VALID)
@@ -132,8 +152,9 @@ def run_training(options: TrainOptions) -> TrainOutcome:
         raise RuntimeError("model and baselines were scored on different test events")  # a bug, not bad input
     model_metrics = evaluate(test.targets, test.topk, test.intent_labels[known] == 1, test.intent_scores[known])
     methods["lstm"] = MethodResult(
-        kind="model", metrics=model_metrics, params={**config.to_dict(), "best_epoch": result.best_epoch}
-    )
+        kind="model", metrics=model_metrics, params={**config.to_dict(), "best_epoch": result.best_epoch},
+        per_category=per_category(test.targets, test.topk),
+    )  # fmt: skip
 
     version = options.version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
     curve = [EpochRecord(r.epoch, r.train_loss, r.valid_mrr10, r.seconds) for r in result.curve]
@@ -152,8 +173,10 @@ def run_training(options: TrainOptions) -> TrainOutcome:
         extra={"target": options.target, "data_summary": summary.to_dict(), "split": split.to_dict(),
                "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1)}},
     )  # fmt: skip
+    # Gate on ONNX scores for both models, the way workers will serve them (like for like).
+    served_metrics = score_served_model(LoadedModel.load(registry, version), sequences, data, test_queries, targets)
     decision = decide_promotion(
-        registry, version, sequences, data, test_queries, model_metrics,
+        registry, version, sequences, data, test_queries, served_metrics,
         target=options.target, target_vocab=targets, force=options.force,
     )  # fmt: skip
     if options.promote and decision.promote:

@@ -76,7 +76,10 @@ def encode_history(
 
 @dataclass
 class Batch:
-    """Right-padded tensors of several histories; padding positions have target period -1."""
+    """Right-padded tensors of several histories; padding positions have target period -1.
+
+    ``order`` holds the histories' indices in the list the batch was drawn from.
+    """
 
     steps: torch.Tensor
     win_cat: torch.Tensor
@@ -85,9 +88,10 @@ class Batch:
     target: torch.Tensor
     target_period: torch.Tensor
     intent: torch.Tensor
+    order: list[int]
 
 
-def collate(histories: Sequence[EncodedHistory]) -> Batch:
+def collate(histories: Sequence[EncodedHistory], order: list[int] | None = None) -> Batch:
     t_max = max(len(h) for h in histories)
 
     def pad(name: str, fill: int) -> torch.Tensor:
@@ -101,6 +105,7 @@ def collate(histories: Sequence[EncodedHistory]) -> Batch:
     return Batch(
         pad("steps", 0), pad("win_cat", 0), pad("win_type", 0), pad("win_age", 0),
         pad("target", NO_TARGET), pad("target_period", -1), pad("intent", -1),
+        order if order is not None else list(range(len(histories))),
     )  # fmt: skip
 
 
@@ -121,4 +126,4 @@ def iterate_batches(
     if rng is not None:
         rng.shuffle(groups)  # type: ignore[arg-type]
     for group in groups:
-        yield collate([histories[i] for i in group])
+        yield collate([histories[i] for i in group], group)

@@ -80,23 +80,34 @@ def _loss(model: DemandLSTM, b: Batch, intent_weight: float) -> torch.Tensor:
 def predict(
     model: DemandLSTM, histories: Sequence[EncodedHistory], period: int, k: int = 20, max_tokens: int = 20_000
 ) -> Predictions:
-    """Top-k categories and intent for every position whose next event falls in ``period``."""
+    """Top-k targets and intent for every position whose next event falls in ``period``.
+
+    Rows come in history order, then position order: the order of ``EncodedEvents.queries``.
+    Vocabularies smaller than ``k`` leave the tail of each row at -1 (never a hit).
+    """
     model.eval()
-    targets, topks, labels, scores = [], [], [], []
+    keys, targets, topks, labels, scores = [], [], [], [], []
     for b in iterate_batches(histories, max_tokens):
         h, _ = model.lstm(model.embed_steps(b.steps))
         sel = (b.target_period == period) & (b.target > 0)  # the events data.queries(period) scores
         if not sel.any():
             continue
+        rows, positions = torch.nonzero(sel, as_tuple=True)
+        keys.append(np.asarray(b.order)[rows.numpy()] * (1 << 32) + positions.numpy())
         probs, intent = model.category_probs(h[sel], b.win_cat[sel], b.win_type[sel], b.win_age[sel])
-        topks.append(torch.topk(probs, k, dim=-1).indices.numpy())
+        top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1).indices.numpy()
+        topks.append(np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-1))
         targets.append(b.target[sel].numpy())
         labels.append(b.intent[sel].numpy())
         scores.append(intent.numpy())
     if not targets:
         empty = np.zeros(0, dtype=np.int64)
         return Predictions(empty, np.zeros((0, k), dtype=np.int64), empty, np.zeros(0))
-    return Predictions(np.concatenate(targets), np.concatenate(topks), np.concatenate(labels), np.concatenate(scores))
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    return Predictions(
+        np.concatenate(targets)[order], np.concatenate(topks)[order],
+        np.concatenate(labels)[order], np.concatenate(scores)[order],
+    )  # fmt: skip
 
 
 def mrr_at(targets: np.ndarray, topk: np.ndarray, k: int = 10) -> float:

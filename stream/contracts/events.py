@@ -103,6 +103,10 @@ class EventDecoder:
             return _classify_validation_error(str(exc))
         except msgspec.DecodeError as exc:
             return InvalidEvent("malformed_json", str(exc))
+        except RecursionError:
+            # msgspec recurses per nesting level, even through ignored fields: ~1,000 brackets
+            # (2 KB) would otherwise crash the worker on every replay of the record.
+            return InvalidEvent("malformed_json", "JSON nested too deeply")
         return self._check_semantics(event)
 
     def _check_semantics(self, event: Event) -> Event | InvalidEvent:

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from stream.features import EventEncoder, Vocabulary
+from stream.features.exceptions import VocabularyFormatError
 from stream.registry.exceptions import ModelVerificationError
 from stream.registry.manifest import (
     CATEGORY_VOCAB,
@@ -78,8 +79,11 @@ class LoadedModel:
 
     @classmethod
     def from_directory(cls, directory: Path, manifest: Manifest, *, threads: int = 1) -> LoadedModel:
-        categories = Vocabulary.load(directory / CATEGORY_VOCAB)
-        items = Vocabulary.load(directory / ITEM_VOCAB)
+        try:
+            categories = Vocabulary.load(directory / CATEGORY_VOCAB)
+            items = Vocabulary.load(directory / ITEM_VOCAB)
+        except VocabularyFormatError as exc:
+            raise ModelVerificationError(f"{directory.name}: {exc}") from exc
         if len(categories) != manifest.n_categories or len(items) != manifest.n_items:
             raise ModelVerificationError(
                 f"vocabulary sizes {len(categories)}/{len(items)} differ from the manifest's "

@@ -165,8 +165,10 @@ class ModelRegistry:
     def rollback(self) -> str:
         """Point ``CURRENT`` back at the version served before the current one."""
         current = self.current_version()
+        # Follow the promotion that installed the current version; rollback entries are skipped so
+        # that repeated rollbacks keep walking back (v3 -> v2 -> v1) instead of flipping.
         for entry in reversed(self.history()):
-            if entry["version"] == current and entry["previous"]:
+            if entry["action"] == "promote" and entry["version"] == current and entry["previous"]:
                 target = str(entry["previous"])
                 self.promote(target, reason="rollback")
                 return target

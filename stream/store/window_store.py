@@ -199,10 +199,13 @@ class WindowStore:
         for group, reply in zip(groups, replies, strict=True):
             if len(reply) != _RESULT_WIDTH * len(group):
                 raise StoreProtocolError(f"append_window.lua returned {len(reply)} values")
+            first_state: dict[str, bytes | None] = {}  # the script sends a user's state once per call
             for position, index in enumerate(group):
                 applied, seq, window_len, prev_ts, state_seq, state = reply[
                     _RESULT_WIDTH * position : _RESULT_WIDTH * (position + 1)
                 ]
+                user_key = items[index].user_key
+                state = first_state.setdefault(user_key, state)
                 results[index] = AppendResult(
                     applied=bool(applied),
                     seq=int(seq),

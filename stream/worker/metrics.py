@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-STAGES = ("decode", "redis", "model", "produce", "commit")
+# model = the stepper incl. ONNX (ONNX alone: onnx_seconds); encode = prediction JSON.
+STAGES = ("decode", "redis", "model", "encode", "produce", "commit")
 
 # Batch stage times run from ~50 µs to seconds under a Redis outage.
 _STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -39,6 +40,9 @@ class WorkerMetrics:
             p + "state_rebuilds", "Events whose state was rebuilt from the window, by reason.", ["reason"], registry=r
         )
         self.model_calls = Counter(p + "model_calls", "ONNX runs.", registry=r)
+        self.onnx_seconds = Counter(
+            p + "onnx_seconds", "Seconds inside onnxruntime (part of the model stage).", registry=r
+        )
         self.reloads = Counter(p + "model_reloads", "Model version switches, by outcome.", ["outcome"], registry=r)
         self.model_version = Info(p + "model", "The model version serving now.", registry=r)
         self.redis_retries = Counter(p + "redis_retries", "Batches retried after a Redis connection error.", registry=r)

@@ -10,9 +10,9 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -20,19 +20,22 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_exponential_jitter
 
 from stream.config import Settings
-from stream.contracts import CategoryScore, DeadLetter, Event, EventDecoder, InvalidEvent, Prediction
+from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
 from stream.registry import LoadedModel, ModelRegistry
 from stream.simulate.output import kafka_options
 from stream.store import StoreUnavailable, WindowAppend, WindowStore
+from stream.worker.connectivity import publish_with_retries, stop_within, wait_for_kafka, watch_kafka
 from stream.worker.exceptions import NoModelError
 from stream.worker.metrics import WorkerMetrics
+from stream.worker.predictions import PredictionEncoder
 from stream.worker.pseudonym import Pseudonymizer
+from stream.worker.publish import BatchPublisher
 from stream.worker.reload import ModelWatcher
 from stream.worker.stepper import BatchOutput, StepInput, plan_batch, run_batch
 from stream.worker.window_codec import encode_window_row, row_of
 
 if TYPE_CHECKING:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+    from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class Worker:
         self.records_done = 0  # records whose outputs were acknowledged and offsets committed
         self.assigned: set[TopicPartition] = set()  # kept current by the rebalance listener
         self._batch_lock = asyncio.Lock()
+        self._prediction_encoder: PredictionEncoder | None = None  # of the serving model
         self._kafka_ok = False
         self._redis_ok = False
 
@@ -99,31 +103,39 @@ class Worker:
         if self.watcher.model is None:
             raise NoModelError(f"no servable model in registry {settings.model_registry}")
         options = kafka_options(settings)
+        if not await wait_for_kafka(options, stop):  # a missing broker is waited for, not fatal
+            return
         producer = AIOKafkaProducer(**options, acks="all", linger_ms=2, max_batch_size=256 * 1024)
         consumer = AIOKafkaConsumer(
             **options,
             group_id=settings.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A fetch that finds nothing waits at most this long on the broker; brokers without
+            # long-poll wake-ups (tansu) would otherwise add up to 500 ms (the default) per batch.
+            fetch_max_wait_ms=max(5, min(settings.batch_linger_ms, 500)),
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
         )
         web = WebServer(self, settings.http_host, settings.http_port)
         await producer.start()
+        publisher = BatchPublisher(producer)
         watch_task: asyncio.Task[None] | None = None
+        kafka_task: asyncio.Task[None] | None = None
         try:
             await consumer.start()
             consumer.subscribe([settings.topic_events], listener=_FinishBatchOnRevoke(self._batch_lock, self.assigned))
             self._kafka_ok = self._redis_ok = True
             await web.start()
             watch_task = asyncio.create_task(self.watcher.watch(settings.model_poll_interval_s))
+            kafka_task = asyncio.create_task(watch_kafka(options, lambda ok: setattr(self, "_kafka_ok", ok)))
             logger.info("worker started: group %s, topic %s", settings.consumer_group, settings.topic_events)
             while not stop.is_set():
                 batch = await self._fetch(consumer)
                 if not batch:
                     continue
                 async with self._batch_lock:
-                    finished = await self._handle(consumer, producer, batch, stop)
+                    finished = await self._handle(consumer, publisher, batch, stop)
                 if not finished:
                     break
                 if max_records is not None and self.records_done >= max_records:
@@ -131,23 +143,31 @@ class Worker:
         finally:
             if watch_task is not None:
                 watch_task.cancel()
+            if kafka_task is not None:
+                kafka_task.cancel()
             await web.stop()
-            await consumer.stop()
-            await producer.stop()  # flushes whatever is still queued
+            await stop_within("Kafka consumer", consumer.stop())
+            await stop_within("Kafka producer", producer.stop())  # flushes whatever is still queued
             await self.store.close()
             self._kafka_ok = False
             logger.info("worker stopped after %d records", self.records_done)
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to ``batch_max_size`` records, waiting at most ``batch_linger_ms`` to fill a batch."""
+        """Up to ``batch_max_size`` records, waiting at most ``batch_linger_ms`` to fill a batch.
+
+        Adaptive: lingering only pays while records keep arriving. Once a fetch finds nothing
+        more buffered the batch goes as it is, so a lightly loaded worker does not add the linger
+        to every event's latency; under load the records that arrive while a batch is being
+        processed make the next batch large.
+        """
         limit = self.settings.batch_max_size
         batch: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
             timeout_ms=_IDLE_POLL_MS, max_records=limit
         )
         count = sum(len(records) for records in batch.values())
         deadline = time.monotonic() + self.settings.batch_linger_ms / 1000
-        while 0 < count < limit and (remaining := deadline - time.monotonic()) > 0:
-            more = await consumer.getmany(timeout_ms=int(remaining * 1000) or 1, max_records=limit - count)
+        while 0 < count < limit and deadline - time.monotonic() > 0:
+            more = await consumer.getmany(timeout_ms=0, max_records=limit - count)
             if not more:
                 break
             for tp, records in more.items():
@@ -158,12 +178,12 @@ class Worker:
     async def _handle(
         self,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        publisher: BatchPublisher,
         batch: dict[TopicPartition, list[ConsumerRecord]],
         stop: asyncio.Event,
     ) -> bool:
         """Process, publish and commit one batch; False if abandoned (shutdown during an outage)."""
-        from aiokafka.errors import CommitFailedError
+        from aiokafka.errors import CommitFailedError, KafkaError
 
         metrics = self.metrics
         records = [record for records in batch.values() for record in records]
@@ -175,10 +195,10 @@ class Worker:
             logger.warning("shutdown during a Redis outage: %d records left uncommitted", len(records))
             return False
         started = time.perf_counter()
-        futures: list[Awaitable[Any]] = []
-        for topic, key, value in outgoing.records:
-            futures.append(await producer.send(topic, value=value, key=key))
-        await asyncio.gather(*futures)
+        # One record batch per partition, all acknowledged; retried through a broker outage.
+        if not await publish_with_retries(publisher, outgoing.records, stop):
+            logger.warning("shutdown during a Kafka outage: %d records left uncommitted", len(records))
+            return False
         published = _now_ms()
         metrics.stage_seconds.labels("produce").observe(time.perf_counter() - started)
         metrics.predictions_out.inc(len(outgoing.predicted_ts))
@@ -194,6 +214,8 @@ class Worker:
         except CommitFailedError as exc:
             # The partitions moved on: their new owner replays these records, which is harmless.
             logger.warning("commit refused after a rebalance (records will be replayed): %s", exc)
+        except KafkaError as exc:  # broker or coordinator gone: the uncommitted records are replayed later
+            logger.warning("commit failed (records will be replayed): %r", exc)
         metrics.stage_seconds.labels("commit").observe(time.perf_counter() - started)
         for tp, next_offset in offsets.items():
             highwater = consumer.highwater(TopicPartition(tp.topic, tp.partition))
@@ -256,7 +278,7 @@ class Worker:
 
         started = time.perf_counter()
         output = run_batch(model, items, plan, windows) if items else None
-        model_s = time.perf_counter() - started
+        metrics.stage_seconds.labels("model").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
         if output is not None:
@@ -268,34 +290,23 @@ class Worker:
         if output is not None:
             out.extend(self._predictions(model, events, output))
             metrics.model_calls.inc(output.model_calls)
+            metrics.onnx_seconds.inc(output.onnx_seconds)
             for reason in plan.reasons:
                 if reason is not None:
                     metrics.rebuilds.labels(reason.value).inc()
-        metrics.stage_seconds.labels("model").observe(model_s + time.perf_counter() - started)
+        metrics.stage_seconds.labels("encode").observe(time.perf_counter() - started)
         return _Outgoing(out, [event.ts for event in events], dlq_codes)
 
     def _predictions(
         self, model: LoadedModel, events: Sequence[Event], output: BatchOutput
     ) -> list[tuple[str, bytes | None, bytes]]:
-        topic, version, now = self.settings.topic_predictions, model.version, _now_ms()
-        category_ids = model.category_ids(output.categories).tolist()
-        scores = np.clip(output.scores, 0.0, 1.0).tolist()
-        intents = np.clip(output.intent, 0.0, 1.0).tolist()
-        history = output.history_len.tolist()
-        records: list[tuple[str, bytes | None, bytes]] = []
-        for i, event in enumerate(events):
-            prediction = Prediction(
-                user_id=event.user_id,
-                event_id=event.event_id,
-                event_ts=event.ts,
-                predicted_at=now,
-                model_version=version,
-                demand=[CategoryScore(c, s) for c, s in zip(category_ids[i], scores[i], strict=True)],
-                purchase_intent=intents[i],
-                history_len=history[i],
-            )
-            records.append((topic, event.user_id.encode(), _json.encode(prediction)))
-        return records
+        encoder = self._prediction_encoder
+        if encoder is None or encoder.version != model.version:
+            targets = model.category_ids(np.arange(len(model.targets)))
+            encoder = self._prediction_encoder = PredictionEncoder(model.version, targets.tolist())
+        values = encoder.encode(events, output.categories, output.scores, output.intent, output.history_len, _now_ms())
+        topic = self.settings.topic_predictions
+        return [(topic, event.user_id.encode(), value) for event, value in zip(events, values, strict=True)]
 
 
 def _dead_letter(record: ConsumerRecord, invalid: InvalidEvent, now: int) -> bytes:

@@ -16,6 +16,7 @@ one ONNX call per round for the fast events plus one per distinct prefix length 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -69,6 +70,7 @@ class BatchOutput:
     history_len: np.ndarray  # (N,) int64
     state_writes: list[StateWrite] = field(default_factory=list)
     model_calls: int = 0
+    onnx_seconds: float = 0.0  # inside onnxruntime, a part of the whole run
 
 
 def assign_rounds(user_keys: Sequence[str]) -> np.ndarray:
@@ -204,7 +206,9 @@ class _BatchRunner:
         )
         win_ts = np.concatenate([ts[:, None], np.stack([s.ts for s in states])[:, : w - 1]], axis=1)
         ages = np.where(kind > 0, age_buckets(ts[:, None] - win_ts, spec), 0)
+        started = time.perf_counter()
         out = self.model.step(steps[:, None, :], h0, c0, cat.astype(np.int64), kind.astype(np.int64), ages)
+        self.out.onnx_seconds += time.perf_counter() - started
         self.out.model_calls += 1
         history = np.array([self.items[i].result.window_len for i in idx], dtype=np.int64)
         self._record(idx, out, (cat, kind, win_ts), history)
@@ -251,7 +255,9 @@ class _BatchRunner:
             win_ts.append(recent_ts)
         h0, c0 = self.model.zero_state(len(idx))
         cat_a, kind_a = np.stack(cats), np.stack(kinds)
+        started = time.perf_counter()
         out = self.model.step(steps, h0, c0, cat_a, kind_a, np.stack(ages))
+        self.out.onnx_seconds += time.perf_counter() - started
         self.out.model_calls += 1
         history = np.full(len(idx), steps.shape[1], dtype=np.int64)
         self._record(idx, out, (cat_a, kind_a, np.stack(win_ts)), history)

@@ -93,7 +93,9 @@ def encode_for_serving(model: LoadedModel, events: list[Event]) -> tuple[np.ndar
 # --- export and parity ------------------------------------------------------------------------------
 
 
-def test_manifest_records_hashes_and_the_serving_interface(trained: Trained, staged: tuple[Manifest, LoadedModel, Path]) -> None:
+def test_manifest_records_hashes_and_the_serving_interface(
+    trained: Trained, staged: tuple[Manifest, LoadedModel, Path]
+) -> None:
     manifest, loaded, staging = staged
     assert manifest.inputs == serving_inputs(SPEC, 16)
     assert manifest.outputs == serving_outputs(TOP_K, 16)
@@ -105,7 +107,9 @@ def test_manifest_records_hashes_and_the_serving_interface(trained: Trained, sta
         assert sha256_file(staging / name) == digest
 
 
-def test_onnx_parity_on_held_out_generated_histories(trained: Trained, staged: tuple[Manifest, LoadedModel, Path]) -> None:
+def test_onnx_parity_on_held_out_generated_histories(
+    trained: Trained, staged: tuple[Manifest, LoadedModel, Path]
+) -> None:
     _, loaded, _ = staged
     held_out = generated_histories(users=20, seed=1234, max_len=70)  # not the parity set used at export
     diff = check_parity(trained.model, loaded, held_out)
@@ -117,7 +121,9 @@ def test_onnx_parity_on_held_out_generated_histories(trained: Trained, staged: t
     assert top1.max() - top1.min() > 0.05
 
 
-def test_onnx_rankings_match_the_trainer_predictions(trained: Trained, staged: tuple[Manifest, LoadedModel, Path]) -> None:
+def test_onnx_rankings_match_the_trainer_predictions(
+    trained: Trained, staged: tuple[Manifest, LoadedModel, Path]
+) -> None:
     """The promotion gate's ONNX scoring sees the same rankings as the trainer's torch evaluation."""
     _, loaded, _ = staged
     onnx = score_served_model(loaded, trained.sequences, trained.data, trained.queries, trained.categories)
@@ -189,7 +195,9 @@ def test_export_fails_when_the_graph_does_not_reproduce_the_model(
         real_export(m, path, top_k)
         with torch.no_grad():  # the torch model moves on after the graph was written
             m.generator.weight.add_(torch.randn_like(m.generator.weight) * 0.5)
-            m.intent[0].weight.add_(torch.randn_like(m.intent[0].weight) * 0.5)
+            intent_layer = m.intent[0]
+            assert isinstance(intent_layer, torch.nn.Linear)
+            intent_layer.weight.add_(torch.randn_like(intent_layer.weight) * 0.5)
 
     monkeypatch.setattr(export_module, "export_onnx", export_then_drift)
     registry = ModelRegistry(tmp_path / "models")
@@ -213,7 +221,7 @@ def degraded(model: DemandLSTM) -> DemandLSTM:
         bad.generator.weight.normal_(0, 1.0)
         bad.generator.bias.normal_(0, 1.0)
         bad.gate.weight.zero_()
-        bad.gate.bias.copy_(torch.tensor([-20.0, 20.0]))  # all weight on the (random) generator
+        bad.gate.bias.copy_(torch.tensor([-20.0, -20.0, -20.0, 20.0]))  # all weight on the (random) generator
     return bad
 
 

@@ -17,14 +17,13 @@ import msgspec
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support.models import publish_model
 
 from stream.features import FeatureSpec
 from stream.registry import LoadedModel, Manifest, ModelRegistry, ModelVerificationError, RegistryError
-from stream.registry import registry as registry_module
 from stream.registry.cli import models
 from stream.registry.manifest import MANIFEST_NAME, MODEL_FILE, TensorSpec, serving_inputs
 from stream.registry.registry import CURRENT, sha256_file, validate_version_name
-from support.models import publish_model
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def test_published_version_verifies_and_serves(reg: ModelRegistry) -> None:
 def test_tampered_file_fails_hash_check(reg: ModelRegistry) -> None:
     path = reg.version_dir("v1") / "categories.json"
     path.write_text(path.read_text(encoding="utf-8").replace("c1", "c9", 1), encoding="utf-8")
-    with pytest.raises(ModelVerificationError, match="categories.json: sha256"):
+    with pytest.raises(ModelVerificationError, match=r"categories\.json: sha256"):
         LoadedModel.load(reg, "v1")
 
 
@@ -77,7 +76,7 @@ def test_flipped_byte_in_graph_fails_hash_check(reg: ModelRegistry) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelVerificationError, match="model.onnx: sha256"):
+    with pytest.raises(ModelVerificationError, match=r"model\.onnx: sha256"):
         reg.verify_files("v1")
 
 
@@ -258,7 +257,7 @@ def test_current_is_written_through_a_temp_file_and_rename(reg: ModelRegistry, m
         assert Path(src).read_text(encoding="utf-8") == "v2\n"
         real_replace(src, dst)
 
-    monkeypatch.setattr(registry_module.os, "replace", spying_replace)
+    monkeypatch.setattr(os, "replace", spying_replace)  # the registry calls os.replace
     reg.promote("v2")
     assert len(renames) == 1
     src, dst, current_at_rename = renames[0]
@@ -277,7 +276,7 @@ def test_failed_pointer_write_leaves_current_and_no_temp_file(
     def failing_fsync(fd: int) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(registry_module.os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         reg.promote("v2")
     assert reg.current_version() == "v1"

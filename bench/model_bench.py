@@ -1,0 +1,122 @@
+"""ONNX serving graph in isolation: µs/event of one incremental step per batch size and session
+options, and where the time goes inside the graph (onnxruntime's per-node profile).
+
+    .venv/bin/python -m bench.model_bench [--hidden 96] [--reps 40]
+
+The model is the default size the worker benchmark serves (bench.common.export_model: window 50,
+hidden 96, ~2,500 categories, a (V, V) transition prior in the graph). Logs a table and writes
+bench/results/model_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from bench.common import HIDDEN, N_CATEGORIES, export_model, write_results
+from stream.features import FeatureSpec
+
+logger = logging.getLogger("bench.model_bench")
+BATCH = 256
+
+
+def _feeds(batch: int, hidden: int, spec: FeatureSpec, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    v = N_CATEGORIES + 2
+    return {
+        "steps": rng.integers(1, 5, size=(batch, 1, spec.step_width)).astype(np.int64),
+        "h0": rng.standard_normal((1, batch, hidden)).astype(np.float32),
+        "c0": rng.standard_normal((1, batch, hidden)).astype(np.float32),
+        "win_cat": rng.integers(2, v, size=(batch, spec.window)).astype(np.int64),
+        "win_type": rng.integers(1, 7, size=(batch, spec.window)).astype(np.int64),
+        "win_age": rng.integers(1, 12, size=(batch, spec.window)).astype(np.int64),
+    }
+
+
+def _session(path: Path, threads: int, level: ort.GraphOptimizationLevel, profile: str | None = None) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = level
+    options.log_severity_level = 3
+    if profile is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _us_per_event(session: Any, feeds: dict[str, np.ndarray], reps: int) -> float:
+    for _ in range(5):
+        session.run(None, feeds)
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - started)
+    return 1e6 * float(np.median(times)) / len(feeds["win_cat"])
+
+
+def main(hidden: int, reps: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="ds-model-bench-"))
+    export_model(workdir / "models", hidden=hidden)
+    path = next((workdir / "models").rglob("model.onnx"))
+    spec = FeatureSpec()
+    full = _feeds(BATCH, hidden, spec)
+    basic, every = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options: dict[str, float] = {}
+    for threads in (1, 2):
+        for name, level in (("basic", basic), ("all", every)):
+            options[f"threads={threads} opt={name}"] = _us_per_event(_session(path, threads, level), full, reps)
+    by_batch = {b: _us_per_event(_session(path, 1, every), _feeds(b, hidden, spec), reps) for b in (1, 16, 64, BATCH)}
+    session = _session(path, 1, every, profile=str(workdir / "ortprof"))
+    runs = 20
+    for _ in range(runs):
+        session.run(None, full)
+    trace = json.loads(Path(session.end_profiling()).read_text())
+    by_node: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    for event in trace:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            us = event["dur"] / runs / BATCH
+            node = event["name"].removesuffix("_kernel_time")
+            op = event["args"].get("op_name", "?")
+            by_node[f"{op} {node}"] = by_node.get(f"{op} {node}", 0.0) + us
+            by_op[op] = by_op.get(op, 0.0) + us
+    total = sum(by_op.values())
+    top_ops = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
+    top_nodes = sorted(by_node.items(), key=lambda kv: -kv[1])[:10]
+    results = {"hidden": hidden, "categories": N_CATEGORIES + 2, "window": spec.window, "batch": BATCH,
+               "us_per_event_by_options": options, "us_per_event_by_batch": by_batch,
+               "kernel_us_per_event": total, "by_op": dict(top_ops), "by_node": dict(top_nodes),
+               "model_bytes": path.stat().st_size, "load_average": os.getloadavg()}  # fmt: skip
+    rows = [
+        *[(f"B={BATCH} {name}", f"{us:.1f} µs/event") for name, us in options.items()],
+        *[(f"B={b} threads=1 opt=all", f"{us:.1f} µs/event") for b, us in by_batch.items()],
+        ("kernel time (profile), B=256", f"{total:.1f} µs/event"),
+        *[(f"  op {op}", f"{us:.1f} µs/event ({100 * us / total:.0f}%)") for op, us in top_ops],
+        *[(f"  node {node}", f"{us:.1f} µs/event") for node, us in top_nodes],
+        ("load average (1/5/15 min)", " / ".join(f"{x:.2f}" for x in os.getloadavg())),
+    ]
+    logger.info("wrote %s", write_results("model_bench", results, rows))
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--hidden", type=int, default=HIDDEN)
+    parser.add_argument("--reps", type=int, default=40)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main(args.hidden, args.reps)
+
+
+if __name__ == "__main__":
+    cli()

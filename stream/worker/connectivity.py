@@ -1,0 +1,113 @@
+"""Kafka outages seen from the worker: wait for the broker, watch it, retry a batch's publish.
+
+aiokafka reconnects by itself once started, but it does not start without a broker, it says
+nothing the worker could turn into readiness, and a send that outlives ``request_timeout_ms``
+fails its batch. These helpers close those gaps with bounded, logged retries; every wait ends
+early when the worker is asked to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from stream.worker.publish import BatchPublisher
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.2
+BACKOFF_MAX_S = 5.0
+PROBE_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 10.0  # most time a Kafka client's shutdown may take (it hangs on a dead broker)
+
+
+def _next_delay(delay: float) -> float:
+    return min(delay * 2, BACKOFF_MAX_S)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def probe_kafka(options: dict[str, Any]) -> Exception | None:
+    """Bootstrap a throw-away client (metadata request); None when the cluster answered."""
+    from aiokafka import AIOKafkaClient
+
+    client = AIOKafkaClient(**options, request_timeout_ms=int(PROBE_TIMEOUT_S * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT_S * 2)
+        return None
+    except Exception as exc:  # any client error means "not reachable"
+        return exc
+    finally:
+        await client.close()
+
+
+async def wait_for_kafka(options: dict[str, Any], stop: asyncio.Event) -> bool:
+    """Return True once the brokers answer (logging each failed try), False if stopped first."""
+    bootstrap, delay, attempt = options.get("bootstrap_servers"), BACKOFF_START_S, 0
+    while not stop.is_set():
+        attempt += 1
+        error = await probe_kafka(options)
+        if error is None:
+            logger.info("connected to Kafka at %s (attempt %d)", bootstrap, attempt)
+            return True
+        logger.warning("Kafka unreachable at %s (attempt %d, retrying in %.1fs): %s", bootstrap, attempt, delay, error)
+        await _sleep_or_stop(stop, delay)
+        delay = _next_delay(delay)
+    return False
+
+
+async def watch_kafka(options: dict[str, Any], set_ok: Callable[[bool], None], interval_s: float = 1.0) -> None:
+    """Probe the brokers forever (until cancelled); report changes through ``set_ok`` and the log."""
+    bootstrap, ok = options.get("bootstrap_servers"), True
+    while True:
+        await asyncio.sleep(interval_s)
+        error = await probe_kafka(options)
+        if (error is None) != ok:
+            ok = error is None
+            if ok:
+                logger.info("Kafka at %s reachable again", bootstrap)
+            else:
+                logger.warning("Kafka at %s unreachable (the clients keep retrying): %s", bootstrap, error)
+        set_ok(ok)
+
+
+async def publish_with_retries(
+    publisher: BatchPublisher, records: Sequence[tuple[str, bytes | None, bytes]], stop: asyncio.Event
+) -> bool:
+    """Publish until every record is acknowledged (True), or the worker stops first (False).
+
+    A failed attempt may have delivered part of the records: downstream sees duplicates
+    (at-least-once), never a gap, since offsets are only committed after a full success.
+    """
+    from aiokafka.errors import KafkaError
+
+    delay, attempt = BACKOFF_START_S, 0
+    while True:
+        attempt += 1
+        try:
+            await publisher.publish(records)
+            return True
+        except KafkaError as exc:
+            if stop.is_set():
+                return False
+            logger.warning(
+                "publishing %d records failed (attempt %d, retrying in %.1fs): %r", len(records), attempt, delay, exc
+            )
+        await _sleep_or_stop(stop, delay)
+        if stop.is_set():
+            return False
+        delay = _next_delay(delay)
+
+
+async def stop_within(what: str, closing: Awaitable[None], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Await a client's shutdown, giving up (with a warning) after ``timeout_s``."""
+    try:
+        await asyncio.wait_for(closing, timeout_s)
+    except TimeoutError:
+        logger.warning("%s did not stop within %.0fs (broker unreachable?); abandoned", what, timeout_s)
