@@ -32,7 +32,8 @@ def render_settings_doc() -> str:
     rows = []
     for name, field in Settings.model_fields.items():
         default = "***" if "Secret" in str(field.annotation) and field.default is not None else field.default
-        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_type_name(field.annotation)} | `{default}` | {field.description} |")
+        variable = f"`{ENV_PREFIX}{name.upper()}`"
+        rows.append(f"| {variable} | {_type_name(field.annotation)} | `{default}` | {field.description} |")
     return _HEADER + "\n".join(rows) + "\n"
 
 

@@ -42,7 +42,8 @@ def test_refuses_out_of_range_values(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_configuration_doc_is_generated_from_the_code() -> None:
     from stream.config_doc import render_settings_doc
 
-    assert DOC.read_text(encoding="utf-8") == render_settings_doc(), "run: python -m stream.config_doc > docs/configuration.md"
+    hint = "run: python -m stream.config_doc > docs/configuration.md"
+    assert DOC.read_text(encoding="utf-8") == render_settings_doc(), hint
 
 
 def test_every_setting_is_documented_and_every_documented_variable_exists() -> None:
