@@ -73,10 +73,10 @@ class Collector:
     latencies: list[float] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop``; a consumer that sees nothing for 2 s is replaced at the same positions.
+        """Consume until ``stop``, from explicit offsets (tansu's ListOffsets answers are unreliable).
 
-        (A tansu quirk: a consumer positioned on a partition while it was empty can stall after
-        batched produce; a fresh one seeking to the saved offsets reads on.)
+        A consumer that sees nothing for 2 s is replaced by a fresh one at the saved offsets
+        (defensive: the soak must not hang on a stalled fetch session).
         """
         positions = dict.fromkeys(range(PARTITIONS), 0)
         while not stop.is_set():
@@ -125,11 +125,15 @@ async def produce_backlog(bootstrap: str, topic: str, events: list[Event]) -> No
         await producer.stop()
 
 
-async def wait_for(condition: Any, timeout_s: float, what: str) -> None:
+async def wait_for(condition: Any, timeout_s: float, what: str, progress: Any = None) -> None:
+    next_log = time.monotonic() + 10
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
+        if progress is not None and time.monotonic() > next_log:
+            logger.info("waiting for %s: %s", what, progress())
+            next_log += 10
         await asyncio.sleep(0.1)
 
 
@@ -157,12 +161,13 @@ async def soak(svc: Services, workdir: Path, minutes: float, fraction: float, us
         # Phase 1: the maximum rate, from draining a backlog (after a warm-up batch).
         warm = [next(stream) for _ in range(2000)]
         await produce_backlog(svc.bootstrap, topics["events"], warm)
-        await wait_for(lambda: collector.count >= len(warm), 300, "warm-up predictions")
+        await wait_for(lambda: collector.count >= len(warm), 300, "warm-up predictions", lambda: collector.count)
         backlog = [next(stream) for _ in range(20_000)]
         await produce_backlog(svc.bootstrap, topics["events"], backlog)
-        mark, t0 = collector.count, time.perf_counter()
-        await wait_for(lambda: collector.count >= mark + len(backlog), 600, "backlog predictions")
-        max_rate = len(backlog) / (time.perf_counter() - t0)
+        # Measured from the end of production (the worker may drain part of it meanwhile).
+        target, mark, t0 = len(warm) + len(backlog), collector.count, time.perf_counter()
+        await wait_for(lambda: collector.count >= target, 600, "backlog predictions", lambda: collector.count)
+        max_rate = (target - mark) / (time.perf_counter() - t0)
         rate = fraction * max_rate
         collector.take()
         logger.info("max rate %.0f events/s; soaking at %.0f events/s for %.1f min", max_rate, rate, minutes)

@@ -39,3 +39,5 @@ def configure_logging(level: str | None = None, json_lines: bool | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or settings.log_level)
+    # aiokafka logs raw message payloads (shoppers' text and ids) at DEBUG: never let them through.
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, root.level))

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 @click.option(
     "--split-fractions", nargs=2, type=float, default=None, metavar="TRAIN VALID", help="Fractions of the time range."
 )
-@click.option("--epochs", type=int, default=8, show_default=True)
-@click.option("--hidden", type=int, default=96, show_default=True)
+@click.option("--epochs", type=int, default=4, show_default=True)
+@click.option("--hidden", type=int, default=64, show_default=True)
 @click.option("--window", type=int, default=100, show_default=True, help="Events the pointer reads.")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--version", default=None, help="Version name (default: a timestamp).")

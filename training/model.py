@@ -34,13 +34,19 @@ class ModelConfig:
     n_categories: int
     n_items: int
     target: str = "category"  # "item": the demand head and pointer rank items instead
-    hidden: int = 128
+    hidden: int = 64
     cat_dim: int = 48
     item_dim: int = 16
     text_dim: int = 16
     small_dim: int = 8
     pointer_dim: int = 32
     dropout: float = 0.2
+    # Category/item identity embeddings and a learned vocabulary-wide generator memorise the
+    # training days' popular categories and overfit the next day; without them the network learns
+    # behaviour dynamics (when to trust repeat vs transitions) and all category knowledge comes from
+    # the counted priors and the user's own window. Both stay available for larger datasets.
+    identity_features: bool = False
+    learn_generator: bool = False
     short_half_life_h: float = 0.25  # initial decay of the short-memory pointer
     long_half_life_h: float = 72.0  # initial decay of the long-memory pointer
 
@@ -108,6 +114,7 @@ class DemandLSTM(nn.Module):
     """
 
     transitions: Tensor
+    popularity: Tensor
 
     def __init__(
         self,
@@ -120,27 +127,29 @@ class DemandLSTM(nn.Module):
         self.spec, self.config = spec, config
         c, v = config, config.n_targets
         self.type_emb = nn.Embedding(N_TYPES, c.small_dim, padding_idx=0)
-        self.cat_emb = nn.Embedding(c.n_categories, c.cat_dim, padding_idx=0)
-        self.item_emb = nn.Embedding(c.n_items, c.item_dim, padding_idx=0)
+        if c.identity_features:
+            self.cat_emb = nn.Embedding(c.n_categories, c.cat_dim, padding_idx=0)
+            self.item_emb = nn.Embedding(c.n_items, c.item_dim, padding_idx=0)
         self.price_emb = nn.Embedding(spec.n_price_buckets, c.small_dim, padding_idx=0)
         self.rating_emb = nn.Embedding(6, c.small_dim, padding_idx=0)
         self.gap_emb = nn.Embedding(spec.n_gap_buckets, c.small_dim)
         self.hour_emb = nn.Embedding(25, c.small_dim, padding_idx=0)
         self.text_emb = nn.Embedding(spec.text_buckets, c.text_dim, padding_idx=0)
-        d_in = c.cat_dim + c.item_dim + c.text_dim + 5 * c.small_dim
+        d_in = (c.cat_dim + c.item_dim if c.identity_features else 0) + c.text_dim + 5 * c.small_dim
         self.lstm = nn.LSTM(d_in, c.hidden, batch_first=True)
         self.dropout = nn.Dropout(c.dropout)
         self.short = WindowPointer(spec, c.hidden, c.pointer_dim, c.short_half_life_h)
         self.long = WindowPointer(spec, c.hidden, c.pointer_dim, c.long_half_life_h)
-        self.generator = nn.Linear(c.hidden, v)
         uniform = torch.full((v,), 1.0 / v)
+        self.generator = nn.Linear(c.hidden, v)
+        self.register_buffer("popularity", (popularity if popularity is not None else uniform).float())
+        self.generator.requires_grad_(c.learn_generator)
         # Without a prior (large item vocabularies, tests) a single uniform row stands in for it.
         self.register_buffer("transitions", (transitions if transitions is not None else uniform[None]).float())
         self.gate = nn.Linear(c.hidden, 4)  # short pointer, long pointer, transitions, generator
         with torch.no_grad():
             self.generator.weight.zero_()
-            prior = popularity if popularity is not None else uniform
-            self.generator.bias.copy_(torch.log(prior.float() + 1e-9))
+            self.generator.bias.copy_(torch.log(self.popularity + 1e-9))
             self.gate.weight.zero_()
             # The tuned heuristic blend: repeat 1, long repeat 0.6, transitions 0.5, popularity fill.
             self.gate.bias.copy_(torch.log(torch.tensor([1.0, 0.6, 0.5, 0.05])))
@@ -153,8 +162,6 @@ class DemandLSTM(nn.Module):
         text_sum = self.text_emb(text_ids).sum(dim=-2)
         text_n = (text_ids > 0).sum(dim=-1, keepdim=True).clamp(min=1).to(text_sum.dtype)
         parts = [
-            self.cat_emb(steps[..., StaticColumn.CATEGORY]),
-            self.item_emb(steps[..., StaticColumn.ITEM]),
             text_sum / text_n,
             self.type_emb(steps[..., StaticColumn.TYPE]),
             self.price_emb(steps[..., StaticColumn.PRICE]),
@@ -162,6 +169,8 @@ class DemandLSTM(nn.Module):
             self.gap_emb(steps[..., s]),
             self.hour_emb(steps[..., s + 1]),
         ]
+        if self.config.identity_features:
+            parts += [self.cat_emb(steps[..., StaticColumn.CATEGORY]), self.item_emb(steps[..., StaticColumn.ITEM])]
         return torch.cat(parts, dim=-1)
 
     def demand_probs(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
@@ -172,7 +181,8 @@ class DemandLSTM(nn.Module):
         """
         w = torch.softmax(self.gate(h), dim=-1)
         prior = self.transitions[win_cat[..., 0].clamp(max=self.transitions.shape[0] - 1)]
-        dense = w[..., 2:3] * prior + w[..., 3:4] * torch.softmax(self.generator(h), dim=-1)
+        generated = torch.softmax(self.generator(h), dim=-1) if self.config.learn_generator else self.popularity
+        dense = w[..., 2:3] * prior + w[..., 3:4] * generated
         attention = w[..., 0:1] * self.short(h, win_cat, win_type, win_age)
         attention = attention + w[..., 1:2] * self.long(h, win_cat, win_type, win_age)
         probs = dense.scatter_add(-1, win_cat, attention)

@@ -51,7 +51,7 @@ class TrainOptions:
     valid_days: int = 1
     item_min_count: int = 3
     window: int = 100
-    hidden: int = 96
+    hidden: int = 64
     top_k: int = 20
     train: TrainConfig = field(default_factory=TrainConfig)
     version: str | None = None

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 8
-    lr: float = 4e-3
+    epochs: int = 4
+    lr: float = 1e-3
     max_tokens: int = 6000
     patience: int = 2
     intent_weight: float = 0.3

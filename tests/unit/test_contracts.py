@@ -44,6 +44,7 @@ def test_valid_event_round_trips_with_chinese_text_and_unknown_fields() -> None:
     [
         (b"x" * 20_000, "oversize", "exceeds cap"),
         (b'{"event_id":"e1","user_id":"\xff\xfe","ts":1,"type":"view"}', "bad_utf8", "UTF-8"),
+        (b'{"event_id":"e1","user_id":"u","ts":1700000000000,"type":"view","extra":"\xc3\x28"}', "bad_utf8", "UTF-8"),
         (b'{"event_id":"e1",', "malformed_json", "truncated"),
         (b"", "malformed_json", ""),
         (b"[1,2,3]", "bad_field", "object"),
