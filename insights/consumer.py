@@ -22,32 +22,11 @@ from insights.aggregate import Aggregator
 from insights.store import BatchDelta, InsightsStore
 from stream.config import Settings
 from stream.contracts import Event, EventDecoder, Prediction
+from stream.kafka_options import kafka_options
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "demandstream-insights"
-
-
-def kafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options of an aiokafka client (TLS/SASL from the settings)."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.kafka_ssl_cafile,
-            certfile=settings.kafka_ssl_certfile,
-            keyfile=settings.kafka_ssl_keyfile,
-        )
-    if settings.kafka_sasl_mechanism is not None:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return options
 
 
 class InsightsJob:

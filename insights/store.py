@@ -127,9 +127,9 @@ class InsightsStore:
         self.max_terms = max_terms
         if client is None:
             # Reuse the worker's tested client factory (TLS, password override, cluster).
-            from stream.store.window_store import _make_client
+            from stream.store.window_store import make_redis_client
 
-            client = _make_client(settings)
+            client = make_redis_client(settings)
         self._redis = client
 
     @property

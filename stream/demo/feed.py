@@ -13,8 +13,9 @@ import msgspec
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, Prediction
 from stream.demo.state import DemoState
+from stream.kafka_options import kafka_options
 from stream.simulate import Record, ShopperSimulator, records
-from stream.simulate.output import KafkaSink, SendSummary, kafka_options, send_records
+from stream.simulate.output import KafkaSink, SendSummary, send_records
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from stream.config import Settings, get_settings
 from stream.contracts import Prediction
-from stream.simulate.output import kafka_options
+from stream.kafka_options import kafka_options
 
 logger = logging.getLogger(__name__)
 

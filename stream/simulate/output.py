@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from stream.config import Settings
+from stream.kafka_options import kafka_options
 from stream.simulate.exceptions import SinkError
 from stream.simulate.malformed import Record
 
@@ -64,28 +65,6 @@ class JsonLinesSink:
             self._stream = None
 
 
-def kafka_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection options (bootstrap servers, TLS, SASL) from the settings."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.kafka_ssl_cafile,
-            certfile=settings.kafka_ssl_certfile,
-            keyfile=settings.kafka_ssl_keyfile,
-        )
-    if settings.kafka_sasl_mechanism is not None:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return options
-
-
 class KafkaSink:
     """Produces to one topic with aiokafka, keyed by user id.
 
@@ -93,9 +72,7 @@ class KafkaSink:
     ``max_in_flight`` deliveries are outstanding, then all of them are awaited together.
     """
 
-    def __init__(
-        self, settings: Settings, topic: str | None = None, *, max_in_flight: int = 2000
-    ) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None, *, max_in_flight: int = 2000) -> None:
         self._settings = settings
         self.topic = topic or settings.topic_events
         self._max_in_flight = max_in_flight
@@ -112,9 +89,7 @@ class KafkaSink:
                 await producer.start()
             except Exception as exc:
                 await producer.stop()
-                raise SinkError(
-                    f"cannot reach Kafka at {self._settings.kafka_bootstrap}: {exc}"
-                ) from exc
+                raise SinkError(f"cannot reach Kafka at {self._settings.kafka_bootstrap}: {exc}") from exc
             self._producer = producer
         return self._producer
 

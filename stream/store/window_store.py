@@ -111,7 +111,7 @@ def _translate_errors(operation: str) -> Iterator[None]:
         raise StoreProtocolError(f"{operation}: {exc}") from exc
 
 
-def _make_client(settings: Settings) -> Any:
+def make_redis_client(settings: Settings) -> Any:
     """A redis.asyncio client (or cluster client) for the settings; it connects on first use."""
     from redis.asyncio import ConnectionPool, Redis
     from redis.asyncio.cluster import RedisCluster
@@ -149,7 +149,7 @@ class WindowStore:
 
     def _connection(self) -> Any:
         if self._client is None:
-            self._client = _make_client(self._settings)
+            self._client = make_redis_client(self._settings)
         return self._client
 
     def _keys(self, user_key: str) -> UserKeys:

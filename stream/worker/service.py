@@ -21,8 +21,8 @@ from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_excepti
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
+from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
-from stream.simulate.output import kafka_options
 from stream.store import StoreUnavailable, WindowAppend, WindowStore
 from stream.worker.connectivity import publish_with_retries, stop_within, wait_for_kafka, watch_kafka
 from stream.worker.exceptions import NoModelError

@@ -13,8 +13,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from stream.config import Settings
 from stream.contracts import Event, EventDecoder, InvalidEvent
+from stream.kafka_options import kafka_options
 from stream.simulate import ShopperSimulator, records
-from stream.simulate.output import KafkaSink, kafka_options, send_records
+from stream.simulate.output import KafkaSink, send_records
 
 N_EVENTS = 3000
 

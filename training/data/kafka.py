@@ -20,7 +20,7 @@ from typing import Any
 
 from stream.config import Settings
 from stream.contracts import Event, EventDecoder, InvalidEvent
-from stream.simulate.output import kafka_options  # the project's one aiokafka options builder
+from stream.kafka_options import kafka_options
 from training.data.bad_rows import BadRows
 from training.data.exceptions import DataFormatError, KafkaReplayError
 
