@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 RESULTS = Path(__file__).parent / "results"
 N_CATEGORIES = 2500
 N_ITEMS = 20_000
-HIDDEN = 96  # training.cli --hidden default
+HIDDEN = 64  # the trainer's default (`demandstream train --hidden`)
 _TYPES = ("view",) * 6 + ("cart", "fav", "purchase", "search")
 
 
@@ -76,7 +76,7 @@ def payloads(events: Sequence[Event]) -> list[tuple[bytes, bytes]]:
 
 
 def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN) -> None:
-    """A default-sized model through the real export: FeatureSpec defaults (window 50), the
+    """A default-sized model through the real export: the trainer's window (100), the
     trainer's default hidden size, ~2500 categories and a (V, V) transition prior in the graph."""
     import torch
 
@@ -90,7 +90,7 @@ def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN) -> No
     items = Vocabulary([f"i{i}" for i in range(N_ITEMS)])
     v = len(categories)
     transitions = torch.rand(v, v).softmax(-1)
-    model = DemandLSTM(FeatureSpec(), ModelConfig(v, len(items), hidden=hidden), transitions=transitions)
+    model = DemandLSTM(FeatureSpec(window=100), ModelConfig(v, len(items), hidden=hidden), transitions=transitions)
     history = shopper_events(40, users=2, seed=99)
     parity = [[e for e in history if e.user_id == u] for u in ("user0", "user1")]
     registry = ModelRegistry(root)

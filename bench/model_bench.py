@@ -69,7 +69,7 @@ def main(hidden: int, reps: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ds-model-bench-"))
     export_model(workdir / "models", hidden=hidden)
     path = next((workdir / "models").rglob("model.onnx"))
-    spec = FeatureSpec()
+    spec = FeatureSpec(window=100)
     full = _feeds(BATCH, hidden, spec)
     basic, every = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options: dict[str, float] = {}

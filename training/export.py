@@ -48,11 +48,18 @@ def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
     axes["steps"] = {0: "batch", 1: "steps"}
     for name in ("h0", "c0", "h1", "c1"):
         axes[name] = {1: "batch"}
-    with torch.no_grad():
-        torch.onnx.export(
-            graph, example, str(path), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-        )  # fmt: skip
+    pointers = (model.short, model.long)
+    for pointer in pointers:
+        pointer.fuse()  # the graph looks keys up; the torch reference used for parity does not
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                graph, example, str(path), input_names=inputs, output_names=outputs,
+                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            )  # fmt: skip
+    finally:
+        for pointer in pointers:
+            pointer.unfuse()
 
 
 @torch.no_grad()

@@ -39,7 +39,7 @@ class ModelConfig:
     item_dim: int = 16
     text_dim: int = 16
     small_dim: int = 8
-    pointer_dim: int = 32
+    pointer_dim: int = 16
     dropout: float = 0.2
     # Category/item identity embeddings and a learned vocabulary-wide generator memorise the
     # training days' popular categories and overfit the next day; without them the network learns
@@ -81,6 +81,8 @@ class WindowPointer(nn.Module):
         self.bias_age = nn.Embedding(spec.n_age_buckets, 1)
         self.bias_rank = nn.Embedding(spec.window, 1)
         self.bias_same = nn.Embedding(2, 1)
+        self.fused_keys: Tensor | None = None  # set by fuse() for serving
+        self.fused_bias: Tensor | None = None
         edges_h = torch.tensor([0.0, *spec.age_edges_s], dtype=torch.float32) / 3600
         upper = torch.cat([edges_h[1:], edges_h[-1:] * 2])
         mid_h = torch.cat([torch.zeros(1), (edges_h + upper) / 2])[: spec.n_age_buckets]
@@ -98,10 +100,39 @@ class WindowPointer(nn.Module):
         """Attention ``(..., W)`` over the window; entries sum per category into a distribution."""
         rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
         same = (win_cat == win_cat[..., :1]).long()
-        keys = torch.tanh(self.key_type(win_type) + self.key_age(win_age) + self.key_rank(rank) + self.key_same(same))
+        if self.fused_keys is not None and self.fused_bias is not None:
+            code = ((win_type * self.spec.n_age_buckets + win_age) * self.spec.window + rank) * 2 + same
+            keys, bias = self.fused_keys[code], self.fused_bias[code]
+        else:
+            keys = torch.tanh(
+                self.key_type(win_type) + self.key_age(win_age) + self.key_rank(rank) + self.key_same(same)
+            )
+            bias = (self.bias_type(win_type) + self.bias_age(win_age) + self.bias_rank(rank) + self.bias_same(same))[
+                ..., 0
+            ]
         scores = (keys * self.query(h).unsqueeze(-2)).sum(-1) / self.dim**0.5
-        bias = self.bias_type(win_type) + self.bias_age(win_age) + self.bias_rank(rank) + self.bias_same(same)
-        return torch.softmax((scores + bias.squeeze(-1)).masked_fill(win_cat <= 1, _NEG), dim=-1)
+        return torch.softmax((scores + bias).masked_fill(win_cat <= 1, _NEG), dim=-1)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Precompute keys and biases for every (type, age, rank, same) combination.
+
+        Keys depend only on those four small discrete inputs, so serving can look each window
+        entry up once instead of gathering and adding four embeddings and a tanh per entry; the
+        exported graph does the same arithmetic, which the export parity check confirms.
+        """
+        types = torch.arange(N_TYPES)[:, None, None, None]
+        ages = torch.arange(self.spec.n_age_buckets)[None, :, None, None]
+        ranks = torch.arange(self.spec.window)[None, None, :, None]
+        sames = torch.arange(2)[None, None, None, :]
+        keys = self.key_type(types) + self.key_age(ages) + self.key_rank(ranks) + self.key_same(sames)
+        bias = self.bias_type(types) + self.bias_age(ages) + self.bias_rank(ranks) + self.bias_same(sames)
+        self.fused_keys = torch.tanh(keys).reshape(-1, self.dim).clone()
+        self.fused_bias = bias.reshape(-1).clone()
+
+    def unfuse(self) -> None:
+        """Back to computing keys from the embeddings (training; the parity reference)."""
+        self.fused_keys = self.fused_bias = None
 
 
 class DemandLSTM(nn.Module):
@@ -140,7 +171,8 @@ class DemandLSTM(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.short = WindowPointer(spec, c.hidden, c.pointer_dim, c.short_half_life_h)
         self.long = WindowPointer(spec, c.hidden, c.pointer_dim, c.long_half_life_h)
-        uniform = torch.full((v,), 1.0 / v)
+        uniform = torch.full((v,), 1.0 / max(v - 2, 1))
+        uniform[:2] = 0.0  # padding and OOV are never predicted
         self.generator = nn.Linear(c.hidden, v)
         self.register_buffer("popularity", (popularity if popularity is not None else uniform).float())
         self.generator.requires_grad_(c.learn_generator)
@@ -185,10 +217,9 @@ class DemandLSTM(nn.Module):
         dense = w[..., 2:3] * prior + w[..., 3:4] * generated
         attention = w[..., 0:1] * self.short(h, win_cat, win_type, win_age)
         attention = attention + w[..., 1:2] * self.long(h, win_cat, win_type, win_age)
-        probs = dense.scatter_add(-1, win_cat, attention)
-        keep = torch.ones(self.config.n_targets, dtype=h.dtype, device=h.device)
-        keep[:2] = 0.0
-        return probs * keep
+        # Padding/OOV window entries carry no attention unless all are masked; zeroing them here
+        # (W-wide) keeps the V-wide experts free of any per-event masking work.
+        return dense.scatter_add(-1, win_cat, attention * (win_cat > 1))
 
     def forward(
         self, steps: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor, targets: Tensor

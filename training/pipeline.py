@@ -90,10 +90,12 @@ def transition_prior(transitions: Any, popularity: np.ndarray) -> tuple[torch.Te
     """The baselines' first-order transitions (training period only) as a dense prior for the model;
     rows of targets never seen as a predecessor fall back to popularity."""
     pop = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
+    pop[:2] = 0.0  # padding and OOV are never predicted
     if pop.shape[0] > MAX_DENSE_PRIOR:
         log.info("no dense transition prior for %d targets", pop.shape[0])
         return None, pop
     dense = torch.from_numpy(np.asarray(transitions.toarray(), dtype=np.float32))
+    dense[:, :2] = 0.0
     dense[dense.sum(dim=1) == 0] = pop
     return dense, pop
 
@@ -169,7 +171,8 @@ def run_training(options: TrainOptions) -> TrainOutcome:
     registry = ModelRegistry(options.registry)
     parity = [s.events for s in sequences[-min(16, len(sequences)) :]]
     export_to_registry(
-        registry, model, categories, items, version=version, top_k=options.top_k, parity_histories=parity,
+        registry, model, categories, items, version=version, parity_histories=parity,
+        top_k=min(options.top_k, len(targets) - 2),  # never rank padding/OOV, even for tiny vocabularies
         extra={"target": options.target, "data_summary": summary.to_dict(), "split": split.to_dict(),
                "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1)}},
     )  # fmt: skip
