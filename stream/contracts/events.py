@@ -96,10 +96,11 @@ class EventDecoder:
         if len(raw) > self._max_bytes:
             return InvalidEvent("oversize", f"payload of {len(raw)} bytes exceeds cap of {self._max_bytes}")
         try:
-            # msgspec validates UTF-8 only in the fields it decodes; the contract refuses bad
-            # UTF-8 anywhere in the payload, unknown fields included.
-            raw.decode("utf-8")
             event = self._decoder.decode(raw)
+            # msgspec validates UTF-8 only in the fields it decodes; the contract refuses bad
+            # UTF-8 anywhere in the payload, unknown fields included (checked after parsing, so a
+            # truncated payload still reads as malformed JSON).
+            raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return InvalidEvent("bad_utf8", f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}")
         except msgspec.ValidationError as exc:

@@ -88,8 +88,10 @@ import json, os, time
 from pathlib import Path
 
 async def test_record(kafka_broker_process, redis_server, topics):
-    Path(os.environ["PID_FILE"]).write_text(json.dumps(
-        [kafka_broker_process.process.pid, redis_server.process.pid]))
+    # Written whole, then renamed: the outer test polls for the file and must never read it half-written.
+    tmp = Path(os.environ["PID_FILE"] + ".tmp")
+    tmp.write_text(json.dumps([kafka_broker_process.process.pid, redis_server.process.pid]))
+    tmp.rename(os.environ["PID_FILE"])
     if os.environ.get("HANG"):
         time.sleep(120)
 '''
