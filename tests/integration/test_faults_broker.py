@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 from support.models import generated_histories, publish_model
-from test_faults_support import (
+from support.streams import (
     Captured,
     Running,
     TopicReader,

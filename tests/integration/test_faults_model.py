@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from support.models import generated_histories, publish_model
-from test_faults_support import Captured, Running, TopicReader, event_payloads, produce
+from support.streams import Captured, Running, TopicReader, event_payloads, produce
 
 from stream.contracts import Prediction
 from stream.registry import ModelRegistry

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from pydantic import SecretStr
 from support.models import generated_histories, publish_model
-from test_faults_support import Captured, Running, TopicReader, event_payloads, predicted_ids, produce, redis_dump
+from support.streams import Captured, Running, TopicReader, event_payloads, predicted_ids, produce, redis_dump
 
 from stream.contracts import Event, Prediction
 from stream.devinfra.redis_server import RedisServer

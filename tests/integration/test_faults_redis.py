@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from support.models import generated_histories, publish_model
-from test_faults_support import (
+from support.streams import (
     Captured,
     Running,
     TopicReader,

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 from support.models import publish_model
-from test_faults_support import TopicReader, dead_letters, predicted_ids, produce_located, rss_bytes, worker_env
+from support.streams import TopicReader, dead_letters, predicted_ids, produce_located, rss_bytes, worker_env
 from test_fuzz_strategies import hostile_mix
 
 from stream.contracts import Prediction

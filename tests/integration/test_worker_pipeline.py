@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +16,18 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.models import generated_histories, publish_model
+from support.streams import Running, event_payloads, interleaved, produce, worker_env
 
-from stream.config import Settings
-from stream.contracts import DeadLetter, Event, Prediction, encode_event
+from stream.contracts import DeadLetter, Prediction
 from stream.registry import ModelRegistry
 from stream.store.keys import decode_entry
-from stream.worker import Worker
 from stream.worker.web import make_app
 
 INVALID = [b"not json", b'{"user_id":"u","ts":1700000000000,"type":"view"}',
            b'{"event_id":"e","user_id":"u","ts":1700000000000,"type":"teleport"}', b'{"event_id":"\xff"}']  # fmt: skip
 WAIT_S = 60.0
-
-
-def interleaved(histories: Sequence[Sequence[Event]]) -> list[Event]:
-    """Round-robin over users, so that batches mix users and hold several events per user."""
-    out: list[Event] = []
-    for j in range(max(len(h) for h in histories)):
-        out.extend(h[j] for h in histories if j < len(h))
-    return out
-
-
-async def produce(bootstrap: str, topic: str, payloads: Sequence[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value=value, key=key) for key, value in payloads]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def event_payloads(events: Sequence[Event]) -> list[tuple[bytes | None, bytes]]:
-    return [(e.user_id.encode(), encode_event(e)) for e in events]
 
 
 async def read_topic(
@@ -90,26 +66,6 @@ async def snapshot(url: str, prefix: str) -> dict[str, Any]:
         return out
     finally:
         await client.aclose()
-
-
-class Running:
-    """A worker running in this event loop."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.worker = Worker(settings)
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.worker.run(self.stop))
-
-    async def wait_assigned(self, timeout_s: float = WAIT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.worker.assigned:
-            assert time.monotonic() < deadline, "worker never got partitions"
-            assert not self.task.done(), self.task
-            await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, WAIT_S)
 
 
 @pytest.fixture
@@ -242,14 +198,6 @@ async def _until(condition: Any, timeout_s: float = WAIT_S) -> None:
         await asyncio.sleep(0.05)
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            env[f"DEMANDSTREAM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
-
-
 async def test_sigkill_mid_stream_then_restart(
     settings_factory: Any, registry: ModelRegistry, redis_server: Any, tmp_path: Path
 ) -> None:
@@ -258,7 +206,7 @@ async def test_sigkill_mid_stream_then_restart(
     await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
     command = [str(Path(sys.executable).parent / "demandstream"), "worker"]
     log = (tmp_path / "worker.log").open("wb")
-    victim = subprocess.Popen(command, env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen(command, env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT)
     try:
         seen = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, len(events) // 4, settle_s=0)
         assert len(seen) >= len(events) // 4, "the worker subprocess never got going"

@@ -1,4 +1,4 @@
-"""Helpers shared by the fault-injection, fuzz and privacy tests (this module holds no tests).
+"""Helpers shared by the worker, fault-injection, fuzz and privacy tests (this module holds no tests).
 
 Everything waits for conditions with bounded polling; nothing asserts on how long a step took.
 """
@@ -130,6 +130,10 @@ class Running:
 
     def alive(self) -> bool:
         return not self.task.done()
+
+    async def wait_assigned(self, timeout_s: float = WAIT_S) -> None:
+        """Wait until the consumer group gave this worker partitions."""
+        await self.until(lambda: bool(self.worker.assigned), timeout_s=timeout_s, what="a partition assignment")
 
     async def until(self, condition: Callable[[], bool], *, timeout_s: float = WAIT_S, what: str = "") -> None:
         """Wait for ``condition``; fail if the deadline passes or the worker died meanwhile."""
