@@ -22,6 +22,7 @@ from training.exceptions import ExportError
 from training.model import DemandLSTM, IncrementalStep
 from training.onnx_eval import step_through_histories
 from training.sequences import encode_history
+from training.split import TimeSplit
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def torch_reference(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k scores ``(T, k)`` and intent ``(T,)`` of the torch model over one whole history."""
     model.eval()
-    hist = encode_history("parity", events, encoder, 0, 0)
+    hist = encode_history("parity", events, encoder, TimeSplit(0, 0))
     tensors = [torch.from_numpy(a)[None] for a in (hist.steps, hist.win_cat, hist.win_type, hist.win_age)]
     h, _ = model.lstm(model.embed_steps(tensors[0]))
     probs, intent = model.category_probs(h[0], tensors[1][0], tensors[2][0], tensors[3][0])

@@ -23,17 +23,17 @@ from training.data import (
     load_events,
     training_tokens,
 )
-from training.data.encoded import EncodedEvents, Target
+from training.data.encoded import Target
 from training.data.load import DataFormat
 from training.evaluate import evaluate
 from training.export import export_to_registry
-from training.metrics import per_category
+from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
 from training.promotion import PromotionDecision, decide_promotion, score_served_model
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
-from training.sequences import TEST, VALID, EncodedHistory, encode_history
-from training.split import TimeSplit
-from training.train import TrainConfig, fit, mrr_at, predict
+from training.sequences import EncodedHistory, encode_history
+from training.split import TEST, VALID, TimeSplit
+from training.train import TrainConfig, fit, predict
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def transition_prior(transitions: Any, popularity: np.ndarray) -> tuple[torch.Te
     return dense, pop
 
 
-def query_intent_labels(histories: list[EncodedHistory], data: EncodedEvents, queries: np.ndarray) -> np.ndarray:
+def query_intent_labels(histories: list[EncodedHistory], queries: np.ndarray) -> np.ndarray:
     """Intent label of the model position that scores each query (the event before it)."""
     flat: np.ndarray = np.concatenate([h.intent for h in histories])
     return flat[queries - 1]  # type: ignore[no-any-return]
@@ -128,9 +128,9 @@ def run_training(options: TrainOptions) -> TrainOutcome:
     spec = FeatureSpec(window=options.window, target=options.target)
     encoder = EventEncoder(spec, categories, items)
     histories = [
-        encode_history(s.user_id, s.events, encoder, split.train_end_ms, split.valid_end_ms) for s in sequences
+        encode_history(s.user_id, s.events, encoder, split) for s in sequences
     ]
-    intent_labels = query_intent_labels(histories, data, test_queries)
+    intent_labels = query_intent_labels(histories, test_queries)
     known = intent_labels >= 0
     baseline_intent = baselines.intent_scores(test_queries)
     methods: dict[str, MethodResult] = {}
@@ -146,7 +146,7 @@ def run_training(options: TrainOptions) -> TrainOutcome:
 
     def valid_mrr(m: DemandLSTM) -> float:
         p = predict(m, histories, VALID)
-        return mrr_at(p.targets, p.topk, 10)
+        return mrr_at_k(p.targets, p.topk, 10)
 
     result = fit(model, histories, valid_mrr, options.train)
     test = predict(model, histories, TEST)

@@ -15,8 +15,8 @@ import torch
 from stream.contracts import Event
 from stream.features import EventEncoder, StaticColumn
 from stream.features.encode import PURCHASE_TYPE, sequence_window_features, step_features, target_column
+from training.split import TimeSplit
 
-TRAIN, VALID, TEST = 0, 1, 2
 NO_TARGET = -1
 INTENT_HORIZON = 10  # "purchase intent" = a purchase among the next this-many events
 
@@ -54,13 +54,8 @@ def intent_labels(types: np.ndarray, horizon: int = INTENT_HORIZON) -> np.ndarra
     return np.where(bought, 1, np.where(known, 0, -1)).astype(np.int64)
 
 
-def period_of(ts_ms: np.ndarray, train_end_ms: int, valid_end_ms: int) -> np.ndarray:
-    """TRAIN / VALID / TEST label of each timestamp."""
-    return np.where(ts_ms < train_end_ms, TRAIN, np.where(ts_ms < valid_end_ms, VALID, TEST)).astype(np.int64)
-
-
 def encode_history(
-    user_id: str, events: Sequence[Event], encoder: EventEncoder, train_end_ms: int, valid_end_ms: int
+    user_id: str, events: Sequence[Event], encoder: EventEncoder, split: TimeSplit
 ) -> EncodedHistory:
     rows = encoder.static_rows(events)
     ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
@@ -70,7 +65,7 @@ def encode_history(
     target = np.full(len(events), NO_TARGET, dtype=np.int64)
     target[:-1] = cats[1:]
     target_period = np.full(len(events), -1, dtype=np.int64)
-    target_period[:-1] = period_of(ts[1:], train_end_ms, valid_end_ms)
+    target_period[:-1] = split.periods(ts[1:])
     return EncodedHistory(user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types))
 
 

@@ -14,7 +14,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from training.model import DemandLSTM
-from training.sequences import TRAIN, Batch, EncodedHistory, iterate_batches
+from training.sequences import Batch, EncodedHistory, iterate_batches
+from training.split import TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +109,6 @@ def predict(
         np.concatenate(targets)[order], np.concatenate(topks)[order],
         np.concatenate(labels)[order], np.concatenate(scores)[order],
     )  # fmt: skip
-
-
-def mrr_at(targets: np.ndarray, topk: np.ndarray, k: int = 10) -> float:
-    """Mean reciprocal rank within the top ``k`` (0 for a miss).
-
-    >>> mrr_at(np.array([5, 7]), np.array([[5, 1], [2, 7]]), k=2)
-    0.75
-    """
-    hits = topk[:, :k] == targets[:, None]
-    ranks = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
-    return float(np.mean(1.0 / ranks)) if len(targets) else 0.0
 
 
 def fit(

@@ -22,12 +22,13 @@ from training import export as export_module
 from training.data import EncodedEvents, UserSequence, encode_sequences, training_tokens
 from training.exceptions import ExportError
 from training.export import PARITY_TOLERANCE, build_version, check_parity, export_to_registry
+from training.metrics import mrr_at_k
 from training.model import DemandLSTM, ModelConfig
 from training.onnx_eval import step_through_histories
 from training.promotion import decide_promotion, score_served_model
-from training.sequences import TEST, VALID, encode_history
-from training.split import TimeSplit
-from training.train import TrainConfig, fit, mrr_at, predict
+from training.sequences import encode_history
+from training.split import TEST, VALID, TimeSplit
+from training.train import TrainConfig, fit, predict
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +58,13 @@ def trained() -> Trained:
     categories = Vocabulary.build(training_tokens(sequences, split, "category"))
     items = Vocabulary.build(training_tokens(sequences, split, "item"))
     encoder = EventEncoder(SPEC, categories, items)
-    encoded = [encode_history(s.user_id, s.events, encoder, split.train_end_ms, split.valid_end_ms) for s in sequences]
+    encoded = [encode_history(s.user_id, s.events, encoder, split) for s in sequences]
     torch.manual_seed(0)
     model = DemandLSTM(SPEC, ModelConfig(len(categories), len(items), hidden=16, cat_dim=8, pointer_dim=8))
 
     def valid_mrr(m: DemandLSTM) -> float:
         p = predict(m, encoded, VALID)
-        return mrr_at(p.targets, p.topk, 10)
+        return mrr_at_k(p.targets, p.topk, 10)
 
     fit(model, encoded, valid_mrr, TrainConfig(epochs=3, progress=False, threads=1, seed=3))
     model.eval()
@@ -130,11 +131,11 @@ def test_onnx_rankings_match_the_trainer_predictions(
     encoder = EventEncoder(SPEC, trained.categories, trained.items)
     split = trained.split
     encoded = [
-        encode_history(s.user_id, s.events, encoder, split.train_end_ms, split.valid_end_ms) for s in trained.sequences
+        encode_history(s.user_id, s.events, encoder, split) for s in trained.sequences
     ]
     torch_pred = predict(trained.model, encoded, TEST, k=TOP_K)
     assert onnx["n_events"] == len(torch_pred.targets) > 50
-    assert onnx["mrr@10"] == pytest.approx(mrr_at(torch_pred.targets, torch_pred.topk, 10), abs=2e-3)
+    assert onnx["mrr@10"] == pytest.approx(mrr_at_k(torch_pred.targets, torch_pred.topk, 10), abs=2e-3)
 
 
 def test_dynamic_batch_gives_the_same_results_as_single_rows(staged: tuple[Manifest, LoadedModel, Path]) -> None:
