@@ -12,25 +12,9 @@ VENV=.venv
 STAMP="$VENV/.demandstream-demo-installed"
 TEST_STAMP="$VENV/.demandstream-installed" # scripts/test.sh installs a superset ([train,test])
 
-pick_python() {
-    local candidate
-    for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
-        [[ -n "$candidate" ]] || continue
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    echo "demo.sh: need Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
-    return 1
-}
-
-if [[ ! -x "$VENV/bin/python" ]]; then
-    python=$(pick_python) || exit 2
-    echo "demo.sh: creating $VENV with $python" >&2
-    "$python" -m venv "$VENV"
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv demo.sh || exit 2
 
 # Each stamp records the pyproject.toml it installed; any change to it triggers a reinstall.
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)

@@ -11,25 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv
 STAMP="$VENV/.demandstream-installed"
 
-pick_python() {
-    local candidate
-    for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
-        [[ -n "$candidate" ]] || continue
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    echo "test.sh: need Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
-    return 1
-}
-
-if [[ ! -x "$VENV/bin/python" ]]; then
-    python=$(pick_python) || exit 2
-    echo "test.sh: creating $VENV with $python"
-    "$python" -m venv "$VENV" || exit 2
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv test.sh || exit 2
 
 # The stamp records the pyproject.toml it installed; any change to it triggers a reinstall.
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
