@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.models import publish_model
+from support.streams import read_topic
 
 from stream.contracts import Event, EventDecoder, Prediction, encode_event
 from stream.demo.replay import events_in_time_order, replay_file
@@ -26,26 +25,6 @@ TAOBAO_SAMPLE = (
 )
 TAOBAO_ROWS = 2000
 WAIT_S = 90.0
-
-
-async def read_values(bootstrap: str, topic: str, count: int, *, settle_s: float = 1.0) -> list[bytes]:
-    """Every value of ``topic`` once ``count`` arrived, plus ``settle_s`` to catch extras (or until WAIT_S)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50)
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
-        values: list[bytes] = []
-        deadline, settled_at = time.monotonic() + WAIT_S, None
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                values.extend(r.value for r in records if r.value is not None)
-            if len(values) >= count:
-                settled_at = settled_at or time.monotonic()
-                if time.monotonic() - settled_at >= settle_s:
-                    break
-        return values
-    finally:
-        await consumer.stop()
 
 
 def taobao_head(tmp_path: Path, rows: int = TAOBAO_ROWS) -> Path:
@@ -85,7 +64,7 @@ async def test_replay_publishes_an_unordered_file_in_event_time_order(settings_f
 
     summary = await replay_file(settings, path, "jsonl")
 
-    values = await read_values(settings.kafka_bootstrap, settings.topic_events, len(events))
+    values = await read_topic(settings.kafka_bootstrap, settings.topic_events, len(events))
     published = [msgspec.json.decode(v, type=Event) for v in values]
     assert summary.sent == len(published) == len(events)
     assert [e.ts for e in published] == sorted(e.ts for e in events)
@@ -107,7 +86,7 @@ async def test_replayed_taobao_rows_pass_the_event_contract(settings_factory: An
     settings = settings_factory()
     summary = await replay_file(settings, taobao_head(tmp_path), "taobao")
 
-    values = await read_values(settings.kafka_bootstrap, settings.topic_events, summary.sent)
+    values = await read_topic(settings.kafka_bootstrap, settings.topic_events, summary.sent)
     decoder = EventDecoder(min_ts_ms=settings.min_event_ts_ms, max_bytes=settings.max_event_bytes)
     decoded = [decoder.decode(v) for v in values]
     assert summary.sent == len(decoded) == TAOBAO_ROWS
@@ -124,7 +103,7 @@ async def test_every_replayed_taobao_event_gets_exactly_one_prediction(settings_
     task = asyncio.create_task(worker.run(stop))
     try:
         summary = await replay_file(settings, taobao_head(tmp_path), "taobao")
-        values = await read_values(settings.kafka_bootstrap, settings.topic_predictions, summary.sent, settle_s=2.0)
+        values = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, summary.sent, settle_s=2.0)
     finally:
         stop.set()
         await asyncio.wait_for(task, WAIT_S)

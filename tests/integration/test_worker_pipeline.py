@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from support import streams
 from support.models import generated_histories, publish_model
 from support.streams import Running, event_payloads, interleaved, produce, worker_env
 
@@ -28,31 +30,7 @@ from stream.worker.web import make_app
 INVALID = [b"not json", b'{"user_id":"u","ts":1700000000000,"type":"view"}',
            b'{"event_id":"e","user_id":"u","ts":1700000000000,"type":"teleport"}', b'{"event_id":"\xff"}']  # fmt: skip
 WAIT_S = 60.0
-
-
-async def read_topic(
-    bootstrap: str, topic: str, count: int, *, timeout_s: float = WAIT_S, settle_s: float = 1.0
-) -> list[bytes]:
-    """Every value of ``topic`` once ``count`` arrived (plus ``settle_s`` to catch extras)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        values: list[bytes] = []
-        deadline = time.monotonic() + timeout_s
-        settled_at: float | None = None
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                values.extend(r.value for r in records if r.value is not None)
-            if len(values) >= count:
-                settled_at = settled_at or time.monotonic()
-                if time.monotonic() - settled_at >= settle_s:
-                    break
-        return values
-    finally:
-        await consumer.stop()
+read_topic = partial(streams.read_topic, timeout_s=WAIT_S)
 
 
 async def snapshot(url: str, prefix: str) -> dict[str, Any]:

@@ -47,6 +47,28 @@ async def produce(
         await producer.stop()
 
 
+async def read_topic(
+    bootstrap: str, topic: str, count: int, *, timeout_s: float = WAIT_S, settle_s: float = 1.0
+) -> list[bytes]:
+    """Every value of ``topic`` once ``count`` arrived, plus ``settle_s`` to catch extras (or until the timeout)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
+        values: list[bytes] = []
+        deadline, settled_at = time.monotonic() + timeout_s, None
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                values.extend(r.value for r in records if r.value is not None)
+            if len(values) >= count:
+                settled_at = settled_at or time.monotonic()
+                if time.monotonic() - settled_at >= settle_s:
+                    break
+        return values
+    finally:
+        await consumer.stop()
+
+
 class TopicReader:
     """Reads a topic from the start, accumulating values across calls (one consumer, reused)."""
 
