@@ -176,8 +176,14 @@ def run_training(options: TrainOptions) -> TrainOutcome:
         extra={"target": options.target, "data_summary": summary.to_dict(), "split": split.to_dict(),
                "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1)}},
     )  # fmt: skip
-    # Gate on ONNX scores for both models, the way workers will serve them (like for like).
-    served_metrics = score_served_model(LoadedModel.load(registry, version), sequences, data, test_queries, targets)
+    # Gate on ONNX scores for both models, the way workers will serve them (like for like); with
+    # nothing to compare against (empty registry, --force) the gate never looks at them.
+    compared = registry.current_version() is not None and not options.force
+    served_metrics = (
+        score_served_model(LoadedModel.load(registry, version), sequences, data, test_queries, targets)
+        if compared
+        else model_metrics
+    )
     decision = decide_promotion(
         registry, version, sequences, data, test_queries, served_metrics,
         target=options.target, target_vocab=targets, force=options.force,
