@@ -130,7 +130,11 @@ class Worker:
             watch_task = asyncio.create_task(self.watcher.watch(settings.model_poll_interval_s))
             kafka_task = asyncio.create_task(watch_kafka(options, lambda ok: setattr(self, "_kafka_ok", ok)))
             logger.info("worker started: group %s, topic %s", settings.consumer_group, settings.topic_events)
+            kafka_was_ok = True
             while not stop.is_set():
+                if self._kafka_ok and not kafka_was_ok:
+                    await self._rewind_to_committed(consumer)
+                kafka_was_ok = self._kafka_ok
                 batch = await self._fetch(consumer)
                 if not batch:
                     continue
@@ -151,6 +155,22 @@ class Worker:
             await self.store.close()
             self._kafka_ok = False
             logger.info("worker stopped after %d records", self.records_done)
+
+    async def _rewind_to_committed(self, consumer: AIOKafkaConsumer) -> None:
+        """After a broker outage, continue from the group's committed offsets (earliest where none).
+
+        The consumer's in-memory positions assume the log it left; a broker that came back without
+        its data (or a failover that truncated a partition) can leave them inside the new log and
+        records would be skipped. Re-reading from the last commit is safe: at-least-once output,
+        and window/state updates are idempotent per event_id.
+        """
+        for tp in consumer.assignment():
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        logger.info("Kafka back: resumed %d partitions from their committed offsets", len(consumer.assignment()))
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to ``batch_max_size`` records, waiting at most ``batch_linger_ms`` to fill a batch.
