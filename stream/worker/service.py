@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_exponential, wait_random
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
@@ -137,6 +137,7 @@ class Worker:
                 kafka_was_ok = self._kafka_ok
                 batch = await self._fetch(consumer)
                 if not batch:
+                    await self._rewind_past_log_end(consumer)
                     continue
                 async with self._batch_lock:
                     finished = await self._handle(consumer, publisher, batch, stop)
@@ -171,6 +172,31 @@ class Worker:
             else:
                 consumer.seek(tp, committed)
         logger.info("Kafka back: resumed %d partitions from their committed offsets", len(consumer.assignment()))
+
+    async def _rewind_past_log_end(self, consumer: AIOKafkaConsumer) -> None:
+        """Re-read from the earliest offset any partition whose position lies past its log end.
+
+        Kafka answers a fetch past the end with OFFSET_OUT_OF_RANGE and the consumer applies its
+        reset policy; brokers that answer with an empty fetch instead (tansu) would leave the
+        worker waiting there, silently skipping everything written below that offset. That
+        happens when a broker comes back without its data and a commit from before the outage
+        points past the new log. Checked only when a fetch found nothing, so it costs no time
+        under load.
+        """
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            position = await consumer.position(tp)
+            if position > end:
+                logger.warning(
+                    "%s-%d: position %d is past the log end %d (broker lost records?): reading from the earliest",
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    end,
+                )
+                await consumer.seek_to_beginning(tp)
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Up to ``batch_max_size`` records, waiting at most ``batch_linger_ms`` to fill a batch.
@@ -254,7 +280,7 @@ class Worker:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential_jitter(initial=0.05, max=_REDIS_BACKOFF_MAX_S),
+            wait=wait_exponential(multiplier=0.05, max=_REDIS_BACKOFF_MAX_S) + wait_random(0, 0.05),
             stop=lambda _state: stop.is_set(),
             before_sleep=on_retry,
         )

@@ -121,3 +121,38 @@ async def test_broker_restarted_under_load(settings_factory: Any, own_broker: Ta
     assert predicted_ids(values) - {e.event_id for e in after} <= {e.event_id for e in before}
     assert any(line.startswith("WARNING") and "Kafka at" in line and "unreachable" in line for line in logs.lines)
     assert any("reachable again" in line for line in logs.lines)
+
+
+async def test_committed_offsets_past_the_log_end_are_reread(settings_factory: Any) -> None:
+    """A group whose commits point past the log (a broker that lost records) still gets every event.
+
+    Kafka would answer OFFSET_OUT_OF_RANGE; tansu answers an empty fetch, so without the worker's
+    own check it would wait at the stale offset and skip everything below it.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    settings = settings_factory(batch_max_size=16, batch_linger_ms=0)
+    await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
+    events = interleaved(generated_histories(users=5, seed=9, max_len=8))
+    await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
+    stale = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.consumer_group)
+    await stale.start()
+    try:
+        partitions = [TopicPartition(settings.topic_events, p) for p in range(settings.topic_partitions)]
+        stale.assign(partitions)
+        await stale.commit({tp: OffsetAndMetadata(10_000, "") for tp in partitions})
+    finally:
+        await stale.stop()
+    with Captured() as logs:
+        running = Running(settings)
+        try:
+            reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
+            try:
+                values = await reader.until(lambda values: predicted_ids(values) >= {e.event_id for e in events})
+            finally:
+                await reader.close()
+        finally:
+            await running.close()
+    assert predicted_ids(values) == {e.event_id for e in events}
+    assert any("past the log end" in line and line.startswith("WARNING") for line in logs.lines)
