@@ -63,6 +63,7 @@ class FittedBaselines:
     popularity: NDArray[np.float64]
     transitions: sp.csr_matrix
     prev_target: NDArray[np.int64]
+    transition_counts: sp.csr_matrix  # raw (V, V) training-period pair counts behind ``transitions``
     repeat: RepeatParams = field(default_factory=RepeatParams)
     blend: BlendParams = field(default_factory=BlendParams)
 
@@ -170,12 +171,12 @@ def fit_baselines(data: EncodedEvents, *, tune: bool = True, tune_k: int = 10) -
     popularity = counts / max(counts.sum(), 1.0)
     prev = previous_targets(data)
     pairs = fit & (prev >= 2) & (data.target >= 2)
-    transitions = sp.csr_matrix(
+    counts = sp.csr_matrix(
         (np.ones(int(pairs.sum())), (prev[pairs], data.target[pairs])), shape=(n, n)
     )
-    row_sums = np.asarray(transitions.sum(axis=1)).ravel()
-    transitions = sp.csr_matrix(sp.diags(1.0 / np.maximum(row_sums, 1.0)) @ transitions)
-    fitted = FittedBaselines(data, popularity, transitions, prev)
+    row_sums = np.asarray(counts.sum(axis=1)).ravel()
+    transitions = sp.csr_matrix(sp.diags(1.0 / np.maximum(row_sums, 1.0)) @ counts)
+    fitted = FittedBaselines(data, popularity, transitions, prev, counts)
     valid = data.queries(VALID)
     if tune and len(valid):
         _tune(fitted, valid, tune_k)

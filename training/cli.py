@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 @click.option(
     "--split-fractions", nargs=2, type=float, default=None, metavar="TRAIN VALID", help="Fractions of the time range."
 )
-@click.option("--epochs", type=int, default=4, show_default=True)
+# Literal defaults keep torch out of the CLI import; a unit test holds them equal to TrainConfig's.
+@click.option("--epochs", type=int, default=7, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--hidden", type=int, default=64, show_default=True)
 @click.option("--window", type=int, default=100, show_default=True, help="Events the pointer reads.")
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 def train(
     data: str, data_format: str, target: str, registry: Path | None, out_dir: Path | None,
     split_dates: tuple[str, str] | None, split_fractions: tuple[float, float] | None, epochs: int,
-    hidden: int, window: int, seed: int, version: str | None, force: bool, no_promote: bool,
+    lr: float, hidden: int, window: int, seed: int, version: str | None, force: bool, no_promote: bool,
     strict: bool, no_progress: bool,
 ) -> None:  # fmt: skip
     """Train on behaviour data, compare with baselines, export to the registry, gate promotion."""
@@ -65,7 +67,7 @@ def train(
         out_dir=out_dir or registry / "reports" / version, target=target,  # type: ignore[arg-type]
         split_dates=split_dates or None, split_fractions=split_fractions or None, window=window,
         hidden=hidden, version=version, promote=not no_promote, force=force, strict=strict,
-        train=TrainConfig(epochs=epochs, seed=seed, progress=not no_progress),
+        train=TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=not no_progress),
     )  # fmt: skip
     outcome = run_training(options)
     lstm, best = (

@@ -58,6 +58,17 @@ class ModelConfig:
         return asdict(self)
 
 
+def previous_other(win_cat: Tensor) -> Tensor:
+    """The newest window category other than the newest event's (0 when there is none).
+
+    >>> previous_other(torch.tensor([[5, 5, 1, 7, 5], [3, 3, 0, 0, 0]])).tolist()
+    [7, 0]
+    """
+    other = (win_cat != win_cat[..., :1]) & (win_cat > 1)
+    first = other.to(torch.float32).argmax(dim=-1, keepdim=True)  # ties: the first (newest) one
+    return (win_cat.gather(-1, first) * other.any(dim=-1, keepdim=True)).squeeze(-1)
+
+
 class WindowPointer(nn.Module):
     """Attention over the user's window events, scattered onto the vocabulary.
 
@@ -178,13 +189,16 @@ class DemandLSTM(nn.Module):
         self.generator.requires_grad_(c.learn_generator)
         # Without a prior (large item vocabularies, tests) a single uniform row stands in for it.
         self.register_buffer("transitions", (transitions if transitions is not None else uniform[None]).float())
-        self.gate = nn.Linear(c.hidden, 4)  # short pointer, long pointer, transitions, generator
+        # short pointer, long pointer, transitions from the newest category, generator, and
+        # transitions from the category before it (what a user returns to after a detour)
+        self.gate = nn.Linear(c.hidden, 5)
         with torch.no_grad():
             self.generator.weight.zero_()
             self.generator.bias.copy_(torch.log(self.popularity + 1e-9))
             self.gate.weight.zero_()
-            # The tuned heuristic blend: repeat 1, long repeat 0.6, transitions 0.5, popularity fill.
-            self.gate.bias.copy_(torch.log(torch.tensor([1.0, 0.6, 0.5, 0.05])))
+            # The tuned heuristic blend (repeat 1, long repeat 0.6, transitions 0.5) with a popularity
+            # fill and a small second-order share that training may grow.
+            self.gate.bias.copy_(torch.log(torch.tensor([1.0, 0.6, 0.5, 0.05, 0.05])))
         self.intent = nn.Sequential(nn.Linear(c.hidden, 64), nn.ReLU(), nn.Linear(64, 1))
 
     def embed_steps(self, steps: Tensor) -> Tensor:
@@ -205,16 +219,31 @@ class DemandLSTM(nn.Module):
             parts += [self.cat_emb(steps[..., StaticColumn.CATEGORY]), self.item_emb(steps[..., StaticColumn.ITEM])]
         return torch.cat(parts, dim=-1)
 
-    def demand_probs(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
+    def demand_probs(
+        self,
+        h: Tensor,
+        win_cat: Tensor,
+        win_type: Tensor,
+        win_age: Tensor,
+        priors: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         """Demand distribution ``(..., V)``; padding and OOV get no mass.
+
+        ``priors`` replace the transition rows out of the newest and the previous other category
+        (training passes them without the user's own transitions: ``training/priors.py``).
 
         Both pointers' attentions are weighted first and scattered once onto the vocabulary-wide
         experts, so serving touches each full-vocabulary vector only a few times per event.
         """
         w = torch.softmax(self.gate(h), dim=-1)
-        prior = self.transitions[win_cat[..., 0].clamp(max=self.transitions.shape[0] - 1)]
+        if priors is None:
+            last = self.transitions.shape[0] - 1
+            priors = (
+                self.transitions[win_cat[..., 0].clamp(max=last)],
+                self.transitions[previous_other(win_cat).clamp(max=last)],
+            )
         generated = torch.softmax(self.generator(h), dim=-1) if self.config.learn_generator else self.popularity
-        dense = w[..., 2:3] * prior + w[..., 3:4] * generated
+        dense = w[..., 2:3] * priors[0] + w[..., 3:4] * generated + w[..., 4:5] * priors[1]
         attention = w[..., 0:1] * self.short(h, win_cat, win_type, win_age)
         attention = attention + w[..., 1:2] * self.long(h, win_cat, win_type, win_age)
         # Padding/OOV window entries carry no attention unless all are masked; zeroing them here
@@ -222,7 +251,13 @@ class DemandLSTM(nn.Module):
         return dense.scatter_add(-1, win_cat, attention * (win_cat > 1))
 
     def forward(
-        self, steps: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor, targets: Tensor
+        self,
+        steps: Tensor,
+        win_cat: Tensor,
+        win_type: Tensor,
+        win_age: Tensor,
+        targets: Tensor,
+        priors: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Training pass over whole histories ``(B, T, ...)``.
 
@@ -230,7 +265,7 @@ class DemandLSTM(nn.Module):
         """
         h, _ = self.lstm(self.dropout(self.embed_steps(steps)))
         h = self.dropout(h)
-        probs = self.demand_probs(h, win_cat, win_type, win_age)
+        probs = self.demand_probs(h, win_cat, win_type, win_age, priors)
         target_p = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return torch.log(target_p + 1e-9), self.intent(h).squeeze(-1), h
 

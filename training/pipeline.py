@@ -29,6 +29,7 @@ from training.evaluate import evaluate
 from training.export import export_to_registry
 from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
+from training.priors import LeaveUserOutPrior
 from training.promotion import PromotionDecision, decide_promotion, score_served_model
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
 from training.sequences import EncodedHistory, encode_history
@@ -148,7 +149,9 @@ def run_training(options: TrainOptions) -> TrainOutcome:
         p = predict(m, histories, VALID)
         return mrr_at_k(p.targets, p.topk, 10)
 
-    result = fit(model, histories, valid_mrr, options.train)
+    # Training positions read the transition prior without their own user's transitions (priors.py).
+    loo = LeaveUserOutPrior.from_counts(baselines.transition_counts, baselines.popularity)
+    result = fit(model, histories, valid_mrr, options.train, loo if model.transitions.shape[0] > 1 else None)
     test = predict(model, histories, TEST)
     if not np.array_equal(test.targets, data.target[test_queries]):
         raise RuntimeError("model and baselines were scored on different test events")  # a bug, not bad input

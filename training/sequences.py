@@ -7,7 +7,7 @@ Position ``t`` of a user is the moment right after event ``t`` arrived: the mode
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -15,10 +15,17 @@ import torch
 from stream.contracts import Event
 from stream.features import EventEncoder, StaticColumn
 from stream.features.encode import PURCHASE_TYPE, sequence_window_features, step_features, target_column
+from training.model import previous_other
+from training.priors import Own, own_transitions
 from training.split import TimeSplit
 
 NO_TARGET = -1
 INTENT_HORIZON = 10  # "purchase intent" = a purchase among the next this-many events
+
+
+def _no_own() -> Own:
+    empty = np.zeros(0, dtype=np.int64)
+    return empty, empty, empty
 
 
 @dataclass
@@ -33,6 +40,9 @@ class EncodedHistory:
     target: np.ndarray  # (T,) category index of event t+1, NO_TARGET at the end
     target_period: np.ndarray  # (T,) TRAIN/VALID/TEST of event t+1, -1 at the end
     intent: np.ndarray  # (T,) 1/0 purchase within the horizon, -1 when unknown (history ends first)
+    # the user's own training transitions out of each position's newest / previous other category (priors.py)
+    own: Own = field(default_factory=_no_own)
+    own_other: Own = field(default_factory=_no_own)
 
     def __len__(self) -> int:
         return len(self.target)
@@ -66,7 +76,12 @@ def encode_history(
     target[:-1] = cats[1:]
     target_period = np.full(len(events), -1, dtype=np.int64)
     target_period[:-1] = split.periods(ts[1:])
-    return EncodedHistory(user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types))
+    own = own_transitions(cats, target_period)
+    other = previous_other(torch.from_numpy(np.asarray(win_cat, dtype=np.int64))).numpy()
+    own_other = own_transitions(cats, target_period, keys=other)
+    return EncodedHistory(
+        user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types), own, own_other
+    )
 
 
 @dataclass
@@ -84,6 +99,8 @@ class Batch:
     target_period: torch.Tensor
     intent: torch.Tensor
     order: list[int]
+    own: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (row, position, successor, count)
+    own_other: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def collate(histories: Sequence[EncodedHistory], order: list[int] | None = None) -> Batch:
@@ -97,10 +114,17 @@ def collate(histories: Sequence[EncodedHistory], order: list[int] | None = None)
             out[i, : len(arr)] = arr
         return torch.from_numpy(out)
 
+    def flat(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        owns = [getattr(h, name) for h in histories]
+        rows = np.concatenate([np.full(len(own[0]), i, dtype=np.int64) for i, own in enumerate(owns)])
+        pos, succ, n = (torch.from_numpy(np.concatenate([own[j] for own in owns])) for j in range(3))
+        return torch.from_numpy(rows), pos, succ, n
+
     return Batch(
         pad("steps", 0), pad("win_cat", 0), pad("win_type", 0), pad("win_age", 0),
         pad("target", NO_TARGET), pad("target_period", -1), pad("intent", -1),
         order if order is not None else list(range(len(histories))),
+        flat("own"), flat("own_other"),
     )  # fmt: skip
 
 

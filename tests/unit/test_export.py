@@ -222,7 +222,7 @@ def degraded(model: DemandLSTM) -> DemandLSTM:
         bad.generator.weight.normal_(0, 1.0)
         bad.generator.bias.normal_(0, 1.0)
         bad.gate.weight.zero_()
-        bad.gate.bias.copy_(torch.tensor([-20.0, -20.0, -20.0, 20.0]))  # all weight on the (random) generator
+        bad.gate.bias.copy_(torch.tensor([-20.0, -20.0, -20.0, 20.0, -20.0]))  # all weight on the (random) generator
     return bad
 
 
