@@ -75,9 +75,10 @@ def payloads(events: Sequence[Event]) -> list[tuple[bytes, bytes]]:
     return [(e.user_id.encode(), encode_event(e)) for e in events]
 
 
-def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN) -> None:
+def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN, prior_top_m: int | None = None) -> None:
     """A default-sized model through the real export: the trainer's window (100), the
-    trainer's default hidden size, ~2500 categories and a (V, V) transition prior in the graph."""
+    trainer's default hidden size, ~2500 categories and a (V, V) transition prior in the graph
+    (``prior_top_m``: entries kept per prior row; default the trainer's, >= V keeps dense rows)."""
     import torch
 
     from stream.features import FeatureSpec, Vocabulary
@@ -90,7 +91,9 @@ def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN) -> No
     items = Vocabulary([f"i{i}" for i in range(N_ITEMS)])
     v = len(categories)
     transitions = torch.rand(v, v).softmax(-1)
-    model = DemandLSTM(FeatureSpec(window=100), ModelConfig(v, len(items), hidden=hidden), transitions=transitions)
+    top_m = ModelConfig.prior_top_m if prior_top_m is None else prior_top_m
+    config = ModelConfig(v, len(items), hidden=hidden, prior_top_m=top_m)
+    model = DemandLSTM(FeatureSpec(window=100), config, transitions=transitions)
     history = shopper_events(40, users=2, seed=99)
     parity = [[e for e in history if e.user_id == u] for u in ("user0", "user1")]
     registry = ModelRegistry(root)

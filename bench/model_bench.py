@@ -3,8 +3,10 @@ options, and where the time goes inside the graph (onnxruntime's per-node profil
 
     .venv/bin/python -m bench.model_bench [--hidden 96] [--reps 40]
 
-The model is the default size the worker benchmark serves (bench.common.export_model: window 50,
-hidden 96, ~2,500 categories, a (V, V) transition prior in the graph). Logs a table and writes
+The model is the default size the worker benchmark serves (bench.common.export_model: the
+trainer's window, hidden size and prior truncation, ~2,500 categories). Side by side in one run:
+the default graph against the same model with dense (V, V) prior rows, and one incremental step
+against a whole-window recompute (model time only). Logs a table and writes
 bench/results/model_bench.json.
 """
 
@@ -65,12 +67,38 @@ def _us_per_event(session: Any, feeds: dict[str, np.ndarray], reps: int) -> floa
     return 1e6 * float(np.median(times)) / len(feeds["win_cat"])
 
 
+def _recompute_feeds(feeds: dict[str, np.ndarray], spec: FeatureSpec, hidden: int) -> dict[str, np.ndarray]:
+    """The same batch as a whole-window recompute: every user's ``window`` steps from a zero state."""
+    batch = len(feeds["win_cat"])
+    steps = np.repeat(feeds["steps"], spec.window, axis=1)
+    zeros = np.zeros((1, batch, hidden), dtype=np.float32)
+    return {**feeds, "steps": steps, "h0": zeros, "c0": zeros}
+
+
 def main(hidden: int, reps: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ds-model-bench-"))
     export_model(workdir / "models", hidden=hidden)
+    export_model(workdir / "dense", hidden=hidden, prior_top_m=N_CATEGORIES + 2)
     path = next((workdir / "models").rglob("model.onnx"))
+    dense_path = next((workdir / "dense").rglob("model.onnx"))
     spec = FeatureSpec(window=100)
     full = _feeds(BATCH, hidden, spec)
+    every_ = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Side by side, alternating so that load changes hit both alike.
+    sparse_us, dense_us, recompute_us = [], [], []
+    sparse_session, dense_session = _session(path, 1, every_), _session(dense_path, 1, every_)
+    recompute = _recompute_feeds(full, spec, hidden)
+    for _ in range(3):
+        sparse_us.append(_us_per_event(sparse_session, full, reps))
+        dense_us.append(_us_per_event(dense_session, full, reps))
+        recompute_us.append(_us_per_event(sparse_session, recompute, max(5, reps // 4)))
+    incremental = float(np.median(sparse_us))
+    comparison = {
+        "sparse_priors_us": incremental,
+        "dense_priors_us": float(np.median(dense_us)),
+        "recompute_window_us": float(np.median(recompute_us)),
+        "recompute_over_incremental": float(np.median(recompute_us)) / incremental,
+    }
     basic, every = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options: dict[str, float] = {}
     for threads in (1, 2):
@@ -95,10 +123,15 @@ def main(hidden: int, reps: int) -> None:
     top_ops = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
     top_nodes = sorted(by_node.items(), key=lambda kv: -kv[1])[:10]
     results = {"hidden": hidden, "categories": N_CATEGORIES + 2, "window": spec.window, "batch": BATCH,
+               "side_by_side": comparison,
                "us_per_event_by_options": options, "us_per_event_by_batch": by_batch,
                "kernel_us_per_event": total, "by_op": dict(top_ops), "by_node": dict(top_nodes),
                "model_bytes": path.stat().st_size, "load_average": os.getloadavg()}  # fmt: skip
     rows = [
+        (f"B={BATCH} step, sparse priors (default)", f"{comparison['sparse_priors_us']:.1f} µs/event"),
+        (f"B={BATCH} step, dense (V, V) priors", f"{comparison['dense_priors_us']:.1f} µs/event"),
+        (f"B={BATCH} recompute {spec.window} steps", f"{comparison['recompute_window_us']:.1f} µs/event"),
+        ("recompute / incremental (model time)", f"{comparison['recompute_over_incremental']:.1f}x"),
         *[(f"B={BATCH} {name}", f"{us:.1f} µs/event") for name, us in options.items()],
         *[(f"B={b} threads=1 opt=all", f"{us:.1f} µs/event") for b, us in by_batch.items()],
         ("kernel time (profile), B=256", f"{total:.1f} µs/event"),

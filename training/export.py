@@ -49,9 +49,9 @@ def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
     axes["steps"] = {0: "batch", 1: "steps"}
     for name in ("h0", "c0", "h1", "c1"):
         axes[name] = {1: "batch"}
-    pointers = (model.short, model.long)
-    for pointer in pointers:
-        pointer.fuse()  # the graph looks keys up; the torch reference used for parity does not
+    # The graph looks pointer keys up and scatters the priors' non-zeros; the torch reference used
+    # for the parity check computes keys and adds dense rows.
+    model.fuse_for_serving()
     try:
         with torch.no_grad():
             torch.onnx.export(
@@ -59,8 +59,7 @@ def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
                 dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )  # fmt: skip
     finally:
-        for pointer in pointers:
-            pointer.unfuse()
+        model.unfuse_for_serving()
 
 
 @torch.no_grad()

@@ -47,6 +47,9 @@ class ModelConfig:
     # the counted priors and the user's own window. Both stay available for larger datasets.
     identity_features: bool = False
     learn_generator: bool = False
+    # Transition rows and popularity keep only their top entries: serving then scatters a few
+    # dozen values per expert instead of reading and adding vocabulary-wide rows per event.
+    prior_top_m: int = 64
     short_half_life_h: float = 0.25  # initial decay of the short-memory pointer
     long_half_life_h: float = 72.0  # initial decay of the long-memory pointer
 
@@ -56,6 +59,18 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
+
+
+def keep_top(rows: Tensor, m: int) -> Tensor:
+    """Zero all but the ``m`` largest entries of each row.
+
+    >>> keep_top(torch.tensor([[1.0, 5.0, 2.0, 0.5], [0.0, 0.0, 1.0, 0.0]]), 2).tolist()
+    [[0.0, 5.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    """
+    if m >= rows.shape[-1]:
+        return rows
+    _, top = torch.topk(rows, m, dim=-1)
+    return torch.zeros_like(rows).scatter(-1, top, rows.gather(-1, top))
 
 
 def previous_other(win_cat: Tensor) -> Tensor:
@@ -107,12 +122,18 @@ class WindowPointer(nn.Module):
             self.bias_rank.weight.zero_()
             self.bias_same.weight.zero_()
 
+    def key_code(self, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
+        """Row of each window entry in the fused tables (:meth:`fuse`)."""
+        rank = torch.arange(self.spec.window, device=win_cat.device).expand_as(win_cat)
+        same = (win_cat == win_cat[..., :1]).long()
+        return ((win_type * self.spec.n_age_buckets + win_age) * self.spec.window + rank) * 2 + same
+
     def forward(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
         """Attention ``(..., W)`` over the window; entries sum per category into a distribution."""
         rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
         same = (win_cat == win_cat[..., :1]).long()
         if self.fused_keys is not None and self.fused_bias is not None:
-            code = ((win_type * self.spec.n_age_buckets + win_age) * self.spec.window + rank) * 2 + same
+            code = self.key_code(win_cat, win_type, win_age)
             keys, bias = self.fused_keys[code], self.fused_bias[code]
         else:
             keys = torch.tanh(
@@ -121,7 +142,12 @@ class WindowPointer(nn.Module):
             bias = (self.bias_type(win_type) + self.bias_age(win_age) + self.bias_rank(rank) + self.bias_same(same))[
                 ..., 0
             ]
-        scores = (keys * self.query(h).unsqueeze(-2)).sum(-1) / self.dim**0.5
+        return self.attend(h, keys, bias, win_cat)
+
+    def attend(self, h: Tensor, keys: Tensor, bias: Tensor, win_cat: Tensor) -> Tensor:
+        """Softmax over the window of ``query(h) . key + bias``, padding/OOV entries masked."""
+        # A batched MatMul, not Mul + ReduceSum: one kernel instead of two passes over (W, dim).
+        scores = torch.matmul(keys, self.query(h).unsqueeze(-1)).squeeze(-1) / self.dim**0.5
         return torch.softmax((scores + bias).masked_fill(win_cat <= 1, _NEG), dim=-1)
 
     @torch.no_grad()
@@ -185,16 +211,20 @@ class DemandLSTM(nn.Module):
         uniform = torch.full((v,), 1.0 / max(v - 2, 1))
         uniform[:2] = 0.0  # padding and OOV are never predicted
         self.generator = nn.Linear(c.hidden, v)
-        self.register_buffer("popularity", (popularity if popularity is not None else uniform).float())
+        full_popularity = (popularity if popularity is not None else uniform).float()
+        self.register_buffer("popularity", keep_top(full_popularity, c.prior_top_m))
         self.generator.requires_grad_(c.learn_generator)
         # Without a prior (large item vocabularies, tests) a single uniform row stands in for it.
-        self.register_buffer("transitions", (transitions if transitions is not None else uniform[None]).float())
+        rows = transitions if transitions is not None else uniform[None]
+        self.register_buffer("transitions", keep_top(rows.float(), c.prior_top_m))
+        self.sparse_priors: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # set by fuse_for_serving()
+        self.joint_keys: Tensor | None = None
         # short pointer, long pointer, transitions from the newest category, generator, and
         # transitions from the category before it (what a user returns to after a detour)
         self.gate = nn.Linear(c.hidden, 5)
         with torch.no_grad():
             self.generator.weight.zero_()
-            self.generator.bias.copy_(torch.log(self.popularity + 1e-9))
+            self.generator.bias.copy_(torch.log(full_popularity + 1e-9))
             self.gate.weight.zero_()
             # The tuned heuristic blend (repeat 1, long repeat 0.6, transitions 0.5) with a popularity
             # fill and a small second-order share that training may grow.
@@ -236,6 +266,8 @@ class DemandLSTM(nn.Module):
         experts, so serving touches each full-vocabulary vector only a few times per event.
         """
         w = torch.softmax(self.gate(h), dim=-1)
+        if self.sparse_priors is not None and priors is None and not self.config.learn_generator:
+            return self._sparse_demand_probs(h, w, win_cat, win_type, win_age)
         if priors is None:
             last = self.transitions.shape[0] - 1
             priors = (
@@ -249,6 +281,62 @@ class DemandLSTM(nn.Module):
         # Padding/OOV window entries carry no attention unless all are masked; zeroing them here
         # (W-wide) keeps the V-wide experts free of any per-event masking work.
         return dense.scatter_add(-1, win_cat, attention * (win_cat > 1))
+
+    def _sparse_demand_probs(self, h: Tensor, w: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
+        """:meth:`demand_probs` for serving: every expert's few non-zero entries in ONE scatter.
+
+        Same values as the dense path (the rows hold at most ``prior_top_m`` non-zeros); the only
+        vocabulary-wide work left per event is the zero fill the scatter writes into.
+        """
+        assert self.sparse_priors is not None and self.joint_keys is not None
+        prior_idx, prior_val, pop_idx, pop_val = self.sparse_priors
+        last = prior_idx.shape[0] - 1
+        newest, other = win_cat[..., 0].clamp(max=last), previous_other(win_cat).clamp(max=last)
+        # Both pointers' keys and biases in one row per window entry: one gather, not four.
+        rows, d = self.joint_keys[self.short.key_code(win_cat, win_type, win_age)], self.short.dim
+        short = self.short.attend(h, rows[..., :d], rows[..., 2 * d], win_cat)
+        long = self.long.attend(h, rows[..., d : 2 * d], rows[..., 2 * d + 1], win_cat)
+        attention = w[..., 0:1] * short + w[..., 1:2] * long
+        lead = win_cat.shape[:-1]
+        index = torch.cat(
+            [win_cat, prior_idx[newest], prior_idx[other], pop_idx.expand(*lead, pop_idx.shape[-1])], dim=-1
+        )
+        values = torch.cat(
+            [
+                attention * (win_cat > 1),
+                w[..., 2:3] * prior_val[newest],
+                w[..., 4:5] * prior_val[other],
+                w[..., 3:4] * pop_val.expand(*lead, pop_val.shape[-1]),
+            ],
+            dim=-1,
+        )
+        zeros = torch.zeros(*lead, self.popularity.shape[-1], dtype=values.dtype, device=values.device)
+        return zeros.scatter_add(-1, index, values)
+
+    @torch.no_grad()
+    def fuse_for_serving(self) -> None:
+        """Precompute what the serving graph looks up instead of computing per event: the pointers'
+        key tables (joined into one) and index/value tables of the priors' non-zero entries."""
+        for pointer in (self.short, self.long):
+            pointer.fuse()
+        m = self.config.prior_top_m
+        if m >= self.popularity.shape[-1] or self.config.learn_generator:
+            return  # dense rows (or a dense generator): nothing to save
+        prior_val, prior_idx = torch.topk(self.transitions, m, dim=-1)
+        pop_val, pop_idx = torch.topk(self.popularity, m, dim=-1)
+        self.sparse_priors = (prior_idx, prior_val, pop_idx, pop_val)
+        short, long = self.short, self.long
+        assert short.fused_keys is not None and short.fused_bias is not None
+        assert long.fused_keys is not None and long.fused_bias is not None
+        self.joint_keys = torch.cat(
+            [short.fused_keys, long.fused_keys, short.fused_bias[:, None], long.fused_bias[:, None]], dim=1
+        )
+
+    def unfuse_for_serving(self) -> None:
+        """Back to computing everything (training; the parity reference)."""
+        for pointer in (self.short, self.long):
+            pointer.unfuse()
+        self.sparse_priors = self.joint_keys = None
 
     def forward(
         self,
