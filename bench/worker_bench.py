@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
 import tempfile
 import time
@@ -20,11 +21,11 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import HIDDEN, Services, export_model, make_topics, payloads, services, shopper_events, write_results
 from stream.config import Settings
-from stream.contracts import Prediction
+from stream.contracts import Event, Prediction
 from stream.worker import Worker
 from stream.worker.metrics import STAGES
 from stream.worker.publish import BatchPublisher
@@ -117,39 +118,53 @@ async def pipeline(settings: Settings, n: int) -> dict[str, Any]:
             "mean_batch": events / batches}  # fmt: skip
 
 
+async def _produce_at_rate(bootstrap: str, topic: str, rate: float, total: int, users: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    await producer.start()
+    events = shopper_events(total, users, seed=7)
+    started, sent, tick = time.perf_counter(), 0, 0.005
+    try:
+        while sent < total:
+            due = min(total, int((time.perf_counter() - started) * rate) + 1)
+            for j in range(sent, due):
+                event = msgspec.structs.replace(events[j], event_id=f"lat-{j}", ts=time.time_ns() // 1_000_000)
+                await producer.send(topic, value=msgspec.json.encode(event), key=event.user_id.encode())
+            sent = due
+            await asyncio.sleep(tick)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def produce_at_rate(bootstrap: str, topic: str, rate: float, total: int, users: int) -> None:
+    """Entry point of the producer process: a producer sharing the worker's event loop would both
+    delay the worker and be delayed by it (the worker's batch work blocks the loop)."""
+    asyncio.run(_produce_at_rate(bootstrap, topic, rate, total, users))
+
+
 async def latency(svc: Services, settings: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
-    """End-to-end (event ts -> predicted_at) at a fixed input rate."""
+    """End-to-end (event ts -> predicted_at) at a fixed input rate, produced from another process."""
     worker = Worker(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     while not worker.assigned:
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
-    producer = AIOKafkaProducer(bootstrap_servers=svc.bootstrap, linger_ms=1)
-    await producer.start()
     total = int(rate * seconds)
-    tick = 0.01
-    # Generated up front: generating inside the loop would stall the worker sharing this event loop.
-    events = shopper_events(total, users, seed=7)
-    started = time.perf_counter()
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - started) * rate) + 1)
-        for j in range(sent, due):
-            event = msgspec.structs.replace(events[j], event_id=f"lat-{j}", ts=time.time_ns() // 1_000_000)
-            await producer.send(settings.topic_events, value=msgspec.json.encode(event), key=event.user_id.encode())
-        sent = due
-        await asyncio.sleep(tick)
-    await producer.flush()
-    await producer.stop()
+    producer = multiprocessing.get_context("spawn").Process(
+        target=produce_at_rate, args=(svc.bootstrap, settings.topic_events, rate, total, users)
+    )
+    producer.start()
+    while producer.is_alive():
+        await asyncio.sleep(0.05)
+    if producer.exitcode != 0:
+        raise RuntimeError(f"the latency producer failed (exit code {producer.exitcode})")
     while worker.records_done < total:
         await asyncio.sleep(0.05)
     stop.set()
     await task
     consumer = AIOKafkaConsumer(bootstrap_servers=svc.bootstrap, auto_offset_reset="earliest")
     await consumer.start()
-    from aiokafka import TopicPartition
-
     consumer.assign([TopicPartition(settings.topic_predictions, p) for p in range(PARTITIONS)])
     lat: list[int] = []
     while len(lat) < total:
@@ -168,6 +183,37 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
             "mean_batch": total / batches}  # fmt: skip
 
 
+async def broker_latency(
+    svc: Services, topic: str, rate: float, seconds: float, users: int, wait_ms: int
+) -> dict[str, float]:
+    """(e0) The broker alone at the same rate: event ts -> a plain consumer has the record, with the
+    worker's fetch wait. tansu answers a fetch only when its wait ends (no wake-up on new data),
+    so this is the floor under the worker's end-to-end latency on this broker."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=svc.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=wait_ms
+    )
+    await consumer.start()
+    total = int(rate * seconds)
+    lat: list[int] = []
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        producer = multiprocessing.get_context("spawn").Process(
+            target=produce_at_rate, args=(svc.bootstrap, topic, rate, total, users)
+        )
+        producer.start()
+        deadline = time.monotonic() + seconds + 60
+        while len(lat) < total and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=256)
+            now = time.time_ns() // 1_000_000
+            lat.extend(now - msgspec.json.decode(r.value, type=Event).ts for rs in batch.values() for r in rs)
+        producer.join()
+    finally:
+        await consumer.stop()
+    arr = np.asarray(lat, dtype=np.float64)
+    return {"rate_per_s": rate, "events": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
+            "p99_ms": float(np.percentile(arr, 99)), "fetch_max_wait_ms": float(wait_ms)}  # fmt: skip
+
+
 async def main(n_events: int, users: int, extra_events: int, latency_s: float, latency_rate: float | None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ds-bench-"))
     registry = workdir / "models"
@@ -177,8 +223,9 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         def topics(name: str) -> dict[str, str]:
             return {k: f"{name}.{k}" for k in ("events", "predictions", "dlq")}
 
-        main_t, raw_t, lat_t = topics("main"), topics("raw"), topics("lat")
-        await make_topics(svc.bootstrap, [*main_t.values(), *raw_t.values(), *lat_t.values()], PARTITIONS)
+        main_t, raw_t, lat_t, floor_t = topics("main"), topics("raw"), topics("lat"), topics("floor")
+        names = [*main_t.values(), *raw_t.values(), *lat_t.values(), *floor_t.values()]
+        await make_topics(svc.bootstrap, names, PARTITIONS)
         warm = shopper_events(n_events, users, seed=1)
         more = shopper_events(2 * extra_events, users, seed=2, start_ms=warm[-1].ts + 1000)
         await produce_all(svc.bootstrap, main_t["events"], payloads(warm))
@@ -199,7 +246,10 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         )
         logger.info("(c) whole-window recompute: %.0f events/s", rebuild["events_per_s"])
         lat_rate = latency_rate or min(full["events_per_s"], steady["events_per_s"]) / 2
-        lat = await latency(svc, settings_for(svc, registry, lat_t, "bench-lat"), lat_rate, latency_s, users)
+        lat_settings = settings_for(svc, registry, lat_t, "bench-lat")
+        lat = await latency(svc, lat_settings, lat_rate, latency_s, users)
+        wait_ms = lat_settings.kafka_fetch_max_wait_ms  # what the worker asks the broker for
+        floor = await broker_latency(svc, floor_t["events"], lat_rate, latency_s, users, wait_ms)
     model_ratio = rebuild["stage_us_per_event"]["model"] / steady["stage_us_per_event"]["model"]
     results = {"events": n_events, "users": users, "partitions": PARTITIONS, "batch_max_size": 256,
                "load_average": os.getloadavg(), "model": {"hidden": HIDDEN, "transitions": True},
@@ -207,7 +257,7 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
                "passthrough_cpu_us_per_event": raw_cpu, "passthrough_send_each_cpu_us_per_event": raw_send_cpu,
                "full": full, "full_steady": steady, "rebuild": rebuild,
                "pipeline_vs_passthrough": full["events_per_s"] / raw_rate, "rebuild_model_cost_ratio": model_ratio,
-               "latency_at_half_max": lat}  # fmt: skip
+               "latency_at_half_max": lat, "broker_latency_at_half_max": floor}  # fmt: skip
 
     def rate(part: dict[str, Any]) -> str:
         return (
@@ -232,6 +282,10 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         ("model cost c / b'", f"{model_ratio:.1f}x"),
         (f"e2e at {lat['rate_per_s']:,.0f} ev/s", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"),
         ("  mean batch at that rate", f"{lat['mean_batch']:.1f} events"),
+        (
+            f"(e0) broker alone at that rate, fetch wait {wait_ms} ms",
+            f"p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms",
+        ),
         ("load average (1/5/15 min) at the end", " / ".join(f"{x:.2f}" for x in os.getloadavg())),
     ]
     path = write_results("worker_bench", results, rows)

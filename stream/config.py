@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, description="Replication factor used when this project creates topics.")
     topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000, description="Retention of created topics.")
     kafka_session_timeout_ms: int = Field(10_000, ge=1000, description="Consumer group session timeout.")
+    kafka_fetch_max_wait_ms: int = Field(
+        5,
+        ge=1,
+        le=500,
+        description=(
+            "Longest time the broker may hold a fetch that found nothing. Brokers that answer only when "
+            "it ends (tansu) add up to this much latency per event; Apache Kafka answers as soon as data arrives."
+        ),
+    )
 
     # --- Redis -----------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis:// or rediss:// for TLS).")

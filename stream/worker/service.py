@@ -113,7 +113,7 @@ class Worker:
             auto_offset_reset="earliest",
             # A fetch that finds nothing waits at most this long on the broker; brokers without
             # long-poll wake-ups (tansu) would otherwise add up to 500 ms (the default) per batch.
-            fetch_max_wait_ms=max(5, min(settings.batch_linger_ms, 500)),
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
         )
