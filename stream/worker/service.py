@@ -76,6 +76,7 @@ class Worker:
         self._batch_lock = asyncio.Lock()
         self._prediction_encoder: PredictionEncoder | None = None  # of the serving model
         self._kafka_ok = False
+        self._kafka_outage = False  # set when the probe finds Kafka down, cleared by the rewind after it
         self._redis_ok = False
 
     @property
@@ -128,13 +129,13 @@ class Worker:
             self._kafka_ok = self._redis_ok = True
             await web.start()
             watch_task = asyncio.create_task(self.watcher.watch(settings.model_poll_interval_s))
-            kafka_task = asyncio.create_task(watch_kafka(options, lambda ok: setattr(self, "_kafka_ok", ok)))
+            kafka_task = asyncio.create_task(watch_kafka(options, self._set_kafka_ok))
             logger.info("worker started: group %s, topic %s", settings.consumer_group, settings.topic_events)
-            kafka_was_ok = True
             while not stop.is_set():
-                if self._kafka_ok and not kafka_was_ok:
+                if self._kafka_ok and self._kafka_outage:
+                    # Also after an outage that a batch spent entirely in its publish retries.
+                    self._kafka_outage = False
                     await self._rewind_to_committed(consumer)
-                kafka_was_ok = self._kafka_ok
                 batch = await self._fetch(consumer)
                 if not batch:
                     await self._rewind_past_log_end(consumer)
@@ -156,6 +157,10 @@ class Worker:
             await self.store.close()
             self._kafka_ok = False
             logger.info("worker stopped after %d records", self.records_done)
+
+    def _set_kafka_ok(self, ok: bool) -> None:
+        self._kafka_ok = ok
+        self._kafka_outage = self._kafka_outage or not ok
 
     async def _rewind_to_committed(self, consumer: AIOKafkaConsumer) -> None:
         """After a broker outage, continue from the group's committed offsets (earliest where none).

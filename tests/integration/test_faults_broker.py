@@ -83,9 +83,13 @@ async def test_broker_restarted_under_load(settings_factory: Any, own_broker: Ta
     settings = settings_factory(kafka_bootstrap=own_broker.bootstrap, batch_max_size=16, batch_linger_ms=0)
     await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
     before = interleaved(generated_histories(users=10, seed=6, max_len=40))
+    # Few new events: each partition's new log must end below where the worker had got to before
+    # the outage. A commit landing on the restarted (empty) tansu inside its new log would otherwise
+    # be a legitimate-looking offset and the records below it would be skipped; a commit past the
+    # end is caught (test_committed_offsets_past_the_log_end_are_reread). Real Kafka keeps its log.
     after = [
         msgspec.structs.replace(e, event_id="after-" + e.event_id)
-        for e in interleaved(generated_histories(users=10, seed=7, max_len=20))
+        for e in interleaved(generated_histories(users=10, seed=7, max_len=4))
     ]
     await own_broker.start()
     await _make_topics(settings)
@@ -95,7 +99,7 @@ async def test_broker_restarted_under_load(settings_factory: Any, own_broker: Ta
             await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(before))
             reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
             try:
-                await reader.until(lambda values: len(values) >= len(before) // 4)
+                await reader.until(lambda values: len(values) >= len(before) // 2)
             finally:
                 await reader.close()
 
