@@ -214,8 +214,10 @@ class DemandLSTM(nn.Module):
         full_popularity = (popularity if popularity is not None else uniform).float()
         self.register_buffer("popularity", keep_top(full_popularity, c.prior_top_m))
         self.generator.requires_grad_(c.learn_generator)
-        # Without a prior (large item vocabularies, tests) a single uniform row stands in for it.
-        rows = transitions if transitions is not None else uniform[None]
+        # Without a prior (large item vocabularies, tests) a single popularity row stands in for it,
+        # as it does for the prior's empty rows; a uniform row cut to its top entries would favour
+        # arbitrary targets.
+        rows = transitions if transitions is not None else full_popularity[None]
         self.register_buffer("transitions", keep_top(rows.float(), c.prior_top_m))
         self.sparse_priors: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # set by fuse_for_serving()
         self.joint_keys: Tensor | None = None

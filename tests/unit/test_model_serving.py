@@ -63,6 +63,14 @@ def test_the_sparse_serving_path_computes_the_dense_distribution(top_m: int) -> 
     assert bool(((totals > 0) & (totals <= 1 + 1e-5)).all())
 
 
+def test_without_a_transition_prior_its_expert_is_popularity() -> None:
+    popularity = torch.rand(300)
+    popularity[:2] = 0.0
+    model = DemandLSTM(SPEC, ModelConfig(300, 50, hidden=16, prior_top_m=16), None, popularity / popularity.sum())
+    assert model.transitions.shape == (1, 300)
+    torch.testing.assert_close(model.transitions[0], model.popularity)
+
+
 def test_truncation_changes_nothing_when_rows_are_short_enough() -> None:
     rows = torch.tensor([[0.0, 0.0, 0.7, 0.3, 0.0]])
     assert torch.equal(keep_top(rows, 2), rows)
