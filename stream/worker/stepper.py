@@ -170,17 +170,17 @@ class _BatchRunner:
         )
 
     def run(self) -> BatchOutput:
-        reasons = self.plan.reasons
-        for r in range(int(self.plan.rounds.max(initial=-1)) + 1):
-            in_round = np.flatnonzero(self.plan.rounds == r)
-            fast = [int(i) for i in in_round if reasons[i] is None]
+        rounds = self.plan.rounds
+        is_fast = np.fromiter((r is None for r in self.plan.reasons), dtype=bool, count=len(rounds))
+        for r in range(int(rounds.max(initial=-1)) + 1):
+            in_round = rounds == r
+            fast = np.flatnonzero(in_round & is_fast).tolist()
             if fast:
                 self._step_fast(fast)
             by_length: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-            for i in in_round:
-                if reasons[i] is not None:
-                    steps, ts = self._prefix(int(i))
-                    by_length.setdefault(len(steps), []).append((int(i), steps, ts))
+            for i in np.flatnonzero(in_round & ~is_fast).tolist():
+                steps, ts = self._prefix(i)
+                by_length.setdefault(len(steps), []).append((i, steps, ts))
             for group in by_length.values():
                 self._step_rebuild(group)
         self._collect_writes()
