@@ -153,13 +153,23 @@ def history_pairs(
 
 def previous_targets(data: EncodedEvents) -> NDArray[np.int64]:
     """Per position, the last real target token (>= 2) earlier in the same user, else 0."""
-    positions = np.arange(len(data), dtype=np.int64)
-    marked = np.where(data.target >= 2, positions, -1)
-    last_at_or_before = np.maximum.accumulate(marked) if len(data) else marked
-    prev = np.full(len(data), -1, dtype=np.int64)
+    return previous_real_tokens(data.target, data.starts[data.user])
+
+
+def previous_real_tokens(tokens: NDArray[np.int64], first: NDArray[np.int64] | int = 0) -> NDArray[np.int64]:
+    """Per position, the last token >= 2 before it and at or after ``first`` (its sequence's
+    start), else 0: the predecessor every counted transition uses (OOV events skipped).
+
+    >>> previous_real_tokens(np.array([2, 1, 3, 3])).tolist()
+    [0, 2, 2, 3]
+    """
+    positions = np.arange(len(tokens), dtype=np.int64)
+    marked = np.where(tokens >= 2, positions, -1)
+    last_at_or_before = np.maximum.accumulate(marked) if len(tokens) else marked
+    prev = np.full(len(tokens), -1, dtype=np.int64)
     prev[1:] = last_at_or_before[:-1]
-    same_user = (prev >= 0) & (prev >= data.starts[data.user])
-    return np.where(same_user, data.target[np.maximum(prev, 0)], 0)
+    same_sequence = (prev >= 0) & (prev >= first)
+    return np.where(same_sequence, tokens[np.maximum(prev, 0)], 0)
 
 
 def fit_baselines(data: EncodedEvents, *, tune: bool = True, tune_k: int = 10) -> FittedBaselines:

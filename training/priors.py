@@ -24,6 +24,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from training.baselines import previous_real_tokens
 from training.split import TRAIN
 
 Own = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
@@ -36,14 +37,13 @@ def own_transitions(
     transitions out of that position's category (or out of ``keys[position]``), counted the way
     the baselines count them (the predecessor is the last real category before an event, OOV
     events skipped)."""
+    prev = previous_real_tokens(cats)
+    # A transition into event j (j >= 1) is counted when event j is in the training period;
+    # target_period[j - 1] is that event's period.
+    counted = (prev[1:] >= 2) & (cats[1:] >= 2) & (target_period[:-1] == TRAIN)
     pairs: dict[int, Counter[int]] = defaultdict(Counter)
-    last_real = 0
-    for t in range(len(cats) - 1):
-        if cats[t] >= 2:
-            last_real = int(cats[t])
-        successor = int(cats[t + 1])
-        if target_period[t] == TRAIN and last_real >= 2 and successor >= 2:
-            pairs[last_real][successor] += 1
+    for predecessor, successor in zip(prev[1:][counted].tolist(), cats[1:][counted].tolist(), strict=True):
+        pairs[predecessor][successor] += 1
     pos: list[int] = []
     succ: list[int] = []
     count: list[int] = []
