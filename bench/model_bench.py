@@ -83,10 +83,10 @@ def main(hidden: int, reps: int) -> None:
     dense_path = next((workdir / "dense").rglob("model.onnx"))
     spec = FeatureSpec(window=100)
     full = _feeds(BATCH, hidden, spec)
-    every_ = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    basic, every = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Side by side, alternating so that load changes hit both alike.
     sparse_us, dense_us, recompute_us = [], [], []
-    sparse_session, dense_session = _session(path, 1, every_), _session(dense_path, 1, every_)
+    sparse_session, dense_session = _session(path, 1, every), _session(dense_path, 1, every)
     recompute = _recompute_feeds(full, spec, hidden)
     for _ in range(3):
         sparse_us.append(_us_per_event(sparse_session, full, reps))
@@ -99,7 +99,6 @@ def main(hidden: int, reps: int) -> None:
         "recompute_window_us": float(np.median(recompute_us)),
         "recompute_over_incremental": float(np.median(recompute_us)) / incremental,
     }
-    basic, every = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options: dict[str, float] = {}
     for threads in (1, 2):
         for name, level in (("basic", basic), ("all", every)):

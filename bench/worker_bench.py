@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 import uuid
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,15 @@ def produce_at_rate(bootstrap: str, topic: str, rate: float, total: int, users: 
     asyncio.run(_produce_at_rate(bootstrap, topic, rate, total, users))
 
 
+def start_producer(bootstrap: str, topic: str, rate: float, total: int, users: int) -> BaseProcess:
+    """:func:`produce_at_rate` in a new (spawned) process, started."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=produce_at_rate, args=(bootstrap, topic, rate, total, users)
+    )
+    process.start()
+    return process
+
+
 async def latency(svc: Services, settings: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
     """End-to-end (event ts -> predicted_at) at a fixed input rate, produced from another process."""
     worker = Worker(settings)
@@ -151,10 +161,7 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
     total = int(rate * seconds)
-    producer = multiprocessing.get_context("spawn").Process(
-        target=produce_at_rate, args=(svc.bootstrap, settings.topic_events, rate, total, users)
-    )
-    producer.start()
+    producer = start_producer(svc.bootstrap, settings.topic_events, rate, total, users)
     while producer.is_alive():
         await asyncio.sleep(0.05)
     if producer.exitcode != 0:
@@ -197,10 +204,7 @@ async def broker_latency(
     lat: list[int] = []
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-        producer = multiprocessing.get_context("spawn").Process(
-            target=produce_at_rate, args=(svc.bootstrap, topic, rate, total, users)
-        )
-        producer.start()
+        producer = start_producer(svc.bootstrap, topic, rate, total, users)
         deadline = time.monotonic() + seconds + 60
         while len(lat) < total and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=256)

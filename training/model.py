@@ -130,12 +130,12 @@ class WindowPointer(nn.Module):
 
     def forward(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
         """Attention ``(..., W)`` over the window; entries sum per category into a distribution."""
-        rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
-        same = (win_cat == win_cat[..., :1]).long()
         if self.fused_keys is not None and self.fused_bias is not None:
             code = self.key_code(win_cat, win_type, win_age)
             keys, bias = self.fused_keys[code], self.fused_bias[code]
         else:
+            rank = torch.arange(self.spec.window, device=h.device).expand_as(win_cat)
+            same = (win_cat == win_cat[..., :1]).long()
             keys = torch.tanh(
                 self.key_type(win_type) + self.key_age(win_age) + self.key_rank(rank) + self.key_same(same)
             )
@@ -268,7 +268,7 @@ class DemandLSTM(nn.Module):
         experts, so serving touches each full-vocabulary vector only a few times per event.
         """
         w = torch.softmax(self.gate(h), dim=-1)
-        if self.sparse_priors is not None and priors is None and not self.config.learn_generator:
+        if self.sparse_priors is not None and priors is None:  # never set with a learned generator
             return self._sparse_demand_probs(h, w, win_cat, win_type, win_age)
         if priors is None:
             last = self.transitions.shape[0] - 1
