@@ -21,10 +21,11 @@ from support.models import generated_histories, publish_model
 from support.streams import (
     Captured,
     Running,
-    TopicReader,
     event_payloads,
     interleaved,
     predicted_ids,
+    predictions_until,
+    predicts_all,
     produce,
 )
 
@@ -65,11 +66,7 @@ async def test_broker_missing_at_start_up_then_appears(settings_factory: Any, ow
             await own_broker.start()
             await _make_topics(settings)
             await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
-            reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
-            try:
-                values = await reader.until(lambda values: predicted_ids(values) >= {e.event_id for e in events})
-            finally:
-                await reader.close()
+            values = await predictions_until(settings, predicts_all(events))
             assert (await running.worker.readiness())["kafka"]
         finally:
             await running.close()
@@ -97,11 +94,7 @@ async def test_broker_restarted_under_load(settings_factory: Any, own_broker: Ta
         running = Running(settings)
         try:
             await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(before))
-            reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
-            try:
-                await reader.until(lambda values: len(values) >= len(before) // 2)
-            finally:
-                await reader.close()
+            await predictions_until(settings, lambda values: len(values) >= len(before) // 2)
 
             own_broker.stop()  # under load: the worker is mid-stream; tansu forgets everything
             await running.until(lambda: not running.worker._kafka_ok, what="the worker to notice the outage")
@@ -111,11 +104,7 @@ async def test_broker_restarted_under_load(settings_factory: Any, own_broker: Ta
             await own_broker.start()  # same address, empty
             await _make_topics(settings)
             await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(after))
-            reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
-            try:
-                values = await reader.until(lambda values: predicted_ids(values) >= {e.event_id for e in after})
-            finally:
-                await reader.close()
+            values = await predictions_until(settings, predicts_all(after))
             assert running.alive()
             assert (await running.worker.readiness())["kafka"]
         finally:
@@ -151,11 +140,7 @@ async def test_committed_offsets_past_the_log_end_are_reread(settings_factory: A
     with Captured() as logs:
         running = Running(settings)
         try:
-            reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
-            try:
-                values = await reader.until(lambda values: predicted_ids(values) >= {e.event_id for e in events})
-            finally:
-                await reader.close()
+            values = await predictions_until(settings, predicts_all(events))
         finally:
             await running.close()
     assert predicted_ids(values) == {e.event_id for e in events}

@@ -9,7 +9,15 @@ from typing import Any
 import msgspec
 from pydantic import SecretStr
 from support.models import generated_histories, publish_model
-from support.streams import Captured, Running, TopicReader, event_payloads, predicted_ids, produce, redis_dump
+from support.streams import (
+    Captured,
+    Running,
+    event_payloads,
+    predictions_until,
+    predicts_all,
+    produce,
+    redis_dump,
+)
 
 from stream.contracts import Event, Prediction
 from stream.devinfra.redis_server import RedisServer
@@ -52,15 +60,13 @@ async def test_pseudonymised_store_retention_erasure_and_clean_logs(
     await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
     events = _private_events()
     users = sorted({e.user_id for e in events})
-    reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
     await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))  # before the capture
     with Captured() as logs:  # everything the worker (and erasure) logs, DEBUG included
         running = Running(settings)
         try:
-            values = await reader.until(lambda values: predicted_ids(values) >= {e.event_id for e in events})
+            values = await predictions_until(settings, predicts_all(events))
         finally:
             await running.close()
-            await reader.close()
         result = await forget_user(settings, users[0])
 
     # Predictions carry the original user id (downstream needs it)...

@@ -16,6 +16,8 @@ from support.streams import (
     event_payloads,
     interleaved,
     predicted_ids,
+    predictions_until,
+    predicts_all,
     produce,
     redis_dump,
     window_duplicates,
@@ -94,12 +96,10 @@ async def test_shutdown_during_an_outage_commits_nothing(settings_factory: Any, 
     await asyncio.to_thread(redis_server.start)
 
     # The abandoned records were not committed: a fresh worker of the same group gets all of them.
-    reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
     again = Running(settings)
     try:
-        values = await reader.until(lambda values: predicted_ids(values) >= {e.event_id for e in events})
+        values = await predictions_until(settings, predicts_all(events))
     finally:
         await again.close()
-        await reader.close()
     assert predicted_ids(values) == {e.event_id for e in events}
     logging.getLogger(__name__).info("replayed %d predictions after the abandoned batch", len(values))

@@ -109,8 +109,23 @@ class TopicReader:
             self._consumer = None
 
 
+async def predictions_until(settings: Settings, done: Callable[[list[bytes]], bool]) -> list[bytes]:
+    """Every prediction from the start once ``done(values)`` holds (a one-shot TopicReader)."""
+    reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
+    try:
+        return await reader.until(done)
+    finally:
+        await reader.close()
+
+
 def predicted_ids(values: Sequence[bytes]) -> set[str]:
     return {msgspec.json.decode(v, type=Prediction).event_id for v in values}
+
+
+def predicts_all(events: Sequence[Event]) -> Callable[[list[bytes]], bool]:
+    """A :meth:`TopicReader.until` condition: every one of ``events`` has a prediction."""
+    wanted = {e.event_id for e in events}
+    return lambda values: predicted_ids(values) >= wanted
 
 
 def dead_letters(values: Sequence[bytes]) -> list[DeadLetter]:
