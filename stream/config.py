@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     batch_linger_ms: int = Field(20, ge=0, le=10_000, description="Longest wait to fill a micro-batch.")
     max_event_bytes: int = Field(16_384, ge=256, description="Payloads larger than this are invalid (DLQ).")
     top_k: int = Field(10, ge=1, le=100, description="Categories per prediction.")
+    worker_state_cache_users: int = Field(
+        100_000,
+        ge=0,
+        description="Users whose latest model state a worker keeps in memory, so Redis need not send it back "
+        "(~2 KB each with the default model; 0 = off).",
+    )
     worker_force_rebuild: bool = Field(
         False, description="Recompute every event's state from its whole window (benchmark baseline; slow)."
     )

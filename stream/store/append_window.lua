@@ -5,15 +5,18 @@
 -- ARGV[1] window_size, ARGV[2] max_age_ms, ARGV[3] ttl_ms, ARGV[4] the events, concatenated
 -- records in batch order: '>I4i8I2I4' (1-based user index, ts_ms, id length, row length), then
 -- the event_id and the row. (One packed argument, not 3 per event: argument encoding dominated
--- the client's cost.)
+-- the client's cost.) ARGV[5] (optional): '>I8' per user, in user index order: the state seq
+-- the client already holds for that user (0 = none).
 -- Returns 6 values per event: applied (1/0), seq, window_len, prev_ts_ms|nil, state_seq|nil,
--- state|nil. The state blob (~1.4 KB) is sent at a user's FIRST event of the batch only (nil at
--- the others: the client repeats the first one), which cut the reply to well under half.
+-- state|nil. The state blob (~1.8 KB) is sent at a user's FIRST event of the batch only (nil at
+-- the others: the client repeats the first one), and not at all when its seq is the one the
+-- client holds (ARGV[5]).
 -- Per new event: HSETNX (dedup + id), RPUSH, and LPOP + HDEL + LINDEX once the window is full.
 local window_size = tonumber(ARGV[1])
 local max_age_ms = tonumber(ARGV[2])
 local ttl_ms = tonumber(ARGV[3])
 local records = ARGV[4]
+local held = ARGV[5] or ''
 local ENTRY = '>I8i8I2'  -- seq u64, ts i64, event_id length u16 (18 bytes), then id and row
 local ENTRY_LEN = 18
 local RECORD = '>I4i8I2I4'
@@ -44,9 +47,13 @@ local function user_at(index)
     redis.call('DEL', user.s)
     user.state_seq, user.state = false, false
   else
-    local state = redis.call('HMGET', user.s, 'seq', 'blob')
-    user.state_seq = state[1] and tonumber(state[1]) or false
-    user.state = state[2] or false
+    local state_seq = redis.call('HGET', user.s, 'seq')
+    user.state_seq = state_seq and tonumber(state_seq) or false
+    user.state = false
+    local holds = #held >= 8 * index and struct.unpack('>I8', held, 8 * index - 7) == user.state_seq
+    if user.state_seq and not holds then  -- else the client has this very state: not sent
+      user.state = redis.call('HGET', user.s, 'blob') or false
+    end
   end
   user.len = redis.call('LLEN', user.w)
   local tail = redis.call('LINDEX', user.w, -1)

@@ -19,7 +19,7 @@ import hashlib
 import importlib.resources
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -39,6 +39,7 @@ _RESULT_WIDTH = 6  # values per event returned by append_window.lua
 # arguments per event cost the client more than the whole script run in Redis.
 _APPEND_RECORD = struct.Struct(">IqHI")  # user index, ts_ms, event_id length, row length
 _STATE_RECORD = struct.Struct(">IQI")  # user index, seq, blob length
+_HELD_SEQ = struct.Struct(">Q")  # per user: the state seq the client already holds (0 = none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +168,15 @@ class WindowStore:
             groups.setdefault(slot, []).append(index)
         return list(groups.values())
 
-    async def append_batch(self, items: Sequence[WindowAppend]) -> list[AppendResult]:
-        """Append events in list order (one round trip); see docs/redis-layout.md for the rules."""
+    async def append_batch(
+        self, items: Sequence[WindowAppend], held_state_seqs: Mapping[str, int] | None = None
+    ) -> list[AppendResult]:
+        """Append events in list order (one round trip); see docs/redis-layout.md for the rules.
+
+        ``held_state_seqs``: per user key, the seq of a state the caller already holds; when the
+        stored state has that seq its blob is not sent back (``AppendResult.state`` is None while
+        ``state_seq`` is set).
+        """
         if not items:
             return []
         settings = self._settings
@@ -192,7 +200,10 @@ class WindowStore:
                 header = pack_record(number, item.ts_ms, len(event_id), len(item.row))
                 records += (header, event_id, item.row)
             keys = [key for user in user_index for key in self._keys(user).all()]
-            calls.append((keys, [*head, b"".join(records)]))
+            argv = [*head, b"".join(records)]
+            if held_state_seqs:
+                argv.append(b"".join(_HELD_SEQ.pack(held_state_seqs.get(user, 0)) for user in user_index))
+            calls.append((keys, argv))
         with _translate_errors("append_batch"):
             replies = await self._run_script(_script("append_window.lua"), calls)
         results: list[AppendResult | None] = [None] * len(items)
@@ -216,16 +227,18 @@ class WindowStore:
                 )
         return [result for result in results if result is not None]
 
-    async def write_states(self, writes: Sequence[StateWrite]) -> None:
+    async def write_states(self, writes: Sequence[StateWrite]) -> list[bool]:
         """Store model states (one round trip), each only over a stored state of a lower seq.
 
-        A write for a user whose window has expired or was forgotten is dropped.
+        A write for a user whose window has expired or was forgotten is dropped. Returns, per
+        write, whether it was stored.
         """
         if not writes:
-            return
+            return []
         calls: list[tuple[list[str], list[Any]]] = []
         ttl_ms = self._settings.user_ttl_s * 1000
-        for group in self._slot_groups([write.user_key for write in writes]):
+        groups = self._slot_groups([write.user_key for write in writes])
+        for group in groups:
             user_index: dict[str, int] = {}  # 1-based, in order of first appearance
             records: list[bytes] = []
             for index in group:
@@ -239,9 +252,16 @@ class WindowStore:
             calls.append((keys, [ttl_ms, b"".join(records)]))
         with _translate_errors("write_states"):
             replies = await self._run_script(_script("write_states.lua"), calls)
-        refused = sum(1 for reply in replies for written in reply if not written)
+        stored = [False] * len(writes)
+        for group, reply in zip(groups, replies, strict=True):
+            if len(reply) != len(group):
+                raise StoreProtocolError(f"write_states.lua returned {len(reply)} values for {len(group)} writes")
+            for index, written in zip(group, reply, strict=True):
+                stored[index] = bool(written)
+        refused = stored.count(False)
         if refused:
             logger.debug("write_states: %d of %d not newer than stored", refused, len(writes))
+        return stored
 
     async def read_windows(self, user_keys: Sequence[str]) -> dict[str, Window]:
         """The windows of ``user_keys`` (one pipelined round trip); an unknown user's is empty."""
@@ -287,9 +307,7 @@ class WindowStore:
         if client is not None:
             await client.aclose()
 
-    async def _run_script(
-        self, script: _Script, calls: Sequence[tuple[list[str], list[Any]]]
-    ) -> list[list[Any]]:
+    async def _run_script(self, script: _Script, calls: Sequence[tuple[list[str], list[Any]]]) -> list[list[Any]]:
         """Run ``script`` once per ``(keys, argv)``, all in one round trip; NOSCRIPT handled."""
         from redis.exceptions import NoScriptError
 

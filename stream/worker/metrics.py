@@ -39,6 +39,11 @@ class WorkerMetrics:
         self.rebuilds = Counter(
             p + "state_rebuilds", "Events whose state was rebuilt from the window, by reason.", ["reason"], registry=r
         )
+        self.state_cache_hits = Counter(
+            p + "state_cache_hits",
+            "Users of a batch whose stored state the worker held itself, so Redis did not send it.",
+            registry=r,
+        )
         self.model_calls = Counter(p + "model_calls", "ONNX runs.", registry=r)
         self.onnx_seconds = Counter(
             p + "onnx_seconds", "Seconds inside onnxruntime (part of the model stage).", registry=r

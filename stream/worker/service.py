@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from stream.worker.predictions import PredictionEncoder
 from stream.worker.pseudonym import Pseudonymizer
 from stream.worker.publish import BatchPublisher
 from stream.worker.reload import ModelWatcher
+from stream.worker.state_cache import StateCache
 from stream.worker.stepper import BatchOutput, StepInput, plan_batch, run_batch
 from stream.worker.window_codec import encode_window_row, row_of
 
@@ -71,9 +73,12 @@ class Worker:
             min_ts_ms=settings.min_event_ts_ms,
         )
         self.pseudonymize = Pseudonymizer.from_settings(settings)
+        self.state_cache = StateCache(settings.worker_state_cache_users)
         self.records_done = 0  # records whose outputs were acknowledged and offsets committed
         self.assigned: set[TopicPartition] = set()  # kept current by the rebalance listener
         self._batch_lock = asyncio.Lock()
+        self._in_flight: asyncio.Task[bool] | None = None  # publish + commit of the last processed batch
+        self._records_in_flight = 0
         self._prediction_encoder: PredictionEncoder | None = None  # of the serving model
         self._kafka_ok = False
         self._kafka_outage = False  # set when the probe finds Kafka down, cleared by the rewind after it
@@ -103,6 +108,10 @@ class Worker:
         await self.watcher.poll_once()
         if self.watcher.model is None:
             raise NoModelError(f"no servable model in registry {settings.model_registry}")
+        # Everything allocated so far (imported modules, the model) lives as long as the worker:
+        # moved out of the collector's view, full collections stop scanning it. Over the worker's
+        # ~78k startup objects one took ~47 ms here, a pause every event in flight would wait out.
+        gc.freeze()
         options = kafka_options(settings)
         if not await wait_for_kafka(options, stop):  # a missing broker is waited for, not fatal
             return
@@ -125,7 +134,10 @@ class Worker:
         kafka_task: asyncio.Task[None] | None = None
         try:
             await consumer.start()
-            consumer.subscribe([settings.topic_events], listener=_FinishBatchOnRevoke(self._batch_lock, self.assigned))
+            consumer.subscribe(
+                [settings.topic_events],
+                listener=_FinishBatchOnRevoke(self._batch_lock, self._wait_in_flight, self.assigned, self.state_cache),
+            )
             self._kafka_ok = self._redis_ok = True
             await web.start()
             watch_task = asyncio.create_task(self.watcher.watch(settings.model_poll_interval_s))
@@ -134,19 +146,27 @@ class Worker:
             while not stop.is_set():
                 if self._kafka_ok and self._kafka_outage:
                     # Also after an outage that a batch spent entirely in its publish retries.
+                    if not await self._drain():
+                        break
                     self._kafka_outage = False
                     await self._rewind_to_committed(consumer)
                 batch = await self._fetch(consumer)
                 if not batch:
+                    if not await self._drain():
+                        break
+                    if max_records is not None and self.records_done >= max_records:
+                        break
                     await self._rewind_past_log_end(consumer)
                     continue
                 async with self._batch_lock:
-                    finished = await self._handle(consumer, publisher, batch, stop)
-                if not finished:
+                    started = await self._start_batch(consumer, publisher, batch, stop)
+                if not started:
                     break
-                if max_records is not None and self.records_done >= max_records:
+                if max_records is not None and self.records_done + self._records_in_flight >= max_records:
+                    await self._drain()
                     break
         finally:
+            await self._drain_on_exit()
             if watch_task is not None:
                 watch_task.cancel()
             if kafka_task is not None:
@@ -226,29 +246,77 @@ class Worker:
                 count += len(records)
         return batch
 
-    async def _handle(
+    async def _start_batch(
         self,
         consumer: AIOKafkaConsumer,
         publisher: BatchPublisher,
         batch: dict[TopicPartition, list[ConsumerRecord]],
         stop: asyncio.Event,
     ) -> bool:
-        """Process, publish and commit one batch; False if abandoned (shutdown during an outage)."""
-        from aiokafka.errors import CommitFailedError, KafkaError
+        """Process a batch, then hand its publish and commit to a task; False if abandoned.
 
-        metrics = self.metrics
+        The publish (waiting for the broker's acknowledgements) and the commit of batch N run
+        while batch N+1 is decoded, stepped and written to Redis. Batch N+1's records are only
+        submitted once batch N's are acknowledged and its offsets committed, so predictions keep
+        their order per partition, a retried publish cannot overtake a later one, and commits
+        stay in offset order.
+        """
         records = [record for records in batch.values() for record in records]
-        metrics.events_in.inc(len(records))
-        metrics.batch_size.observe(len(records))
+        self.metrics.events_in.inc(len(records))
+        self.metrics.batch_size.observe(len(records))
         try:
             outgoing = await self._process_with_retries(records, stop)
         except RetryError:
             logger.warning("shutdown during a Redis outage: %d records left uncommitted", len(records))
             return False
+        if not await self._drain():
+            return False
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        self._records_in_flight = len(records)
+        self._in_flight = asyncio.create_task(
+            self._publish_and_commit(consumer, publisher, outgoing, offsets, len(records), stop)
+        )
+        return True
+
+    async def _drain(self) -> bool:
+        """Wait for the batch being published (if any); False if it was abandoned at shutdown."""
+        task, self._in_flight = self._in_flight, None
+        if task is None:
+            return True
+        try:
+            return await task
+        finally:
+            self._records_in_flight = 0
+
+    async def _wait_in_flight(self) -> None:
+        """Wait until the batch being published is done, without taking its outcome from :meth:`_drain`."""
+        task = self._in_flight
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def _drain_on_exit(self) -> None:
+        try:
+            await self._drain()
+        except Exception:  # already shutting down: the records stay uncommitted and are replayed
+            logger.exception("publishing the last batch failed; its records will be replayed")
+
+    async def _publish_and_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        publisher: BatchPublisher,
+        outgoing: _Outgoing,
+        offsets: dict[TopicPartition, int],
+        records: int,
+        stop: asyncio.Event,
+    ) -> bool:
+        """Publish a processed batch, then commit its offsets; False if abandoned (shutdown during an outage)."""
+        from aiokafka.errors import CommitFailedError, KafkaError
+
+        metrics = self.metrics
         started = time.perf_counter()
         # One record batch per partition, all acknowledged; retried through a broker outage.
         if not await publish_with_retries(publisher, outgoing.records, stop):
-            logger.warning("shutdown during a Kafka outage: %d records left uncommitted", len(records))
+            logger.warning("shutdown during a Kafka outage: %d records left uncommitted", records)
             return False
         published = _now_ms()
         metrics.stage_seconds.labels("produce").observe(time.perf_counter() - started)
@@ -259,7 +327,6 @@ class Worker:
             metrics.e2e_latency.observe(max(published - ts, 0) / 1000)
 
         started = time.perf_counter()
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
             await consumer.commit(offsets)
         except CommitFailedError as exc:
@@ -269,10 +336,10 @@ class Worker:
             logger.warning("commit failed (records will be replayed): %r", exc)
         metrics.stage_seconds.labels("commit").observe(time.perf_counter() - started)
         for tp, next_offset in offsets.items():
-            highwater = consumer.highwater(TopicPartition(tp.topic, tp.partition))
+            highwater = consumer.highwater(tp)
             if highwater is not None:
                 metrics.consumer_lag.labels(str(tp.partition)).set(max(highwater - next_offset, 0))
-        self.records_done += len(records)
+        self.records_done += records
         return True
 
     async def _process_with_retries(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> _Outgoing:
@@ -321,19 +388,26 @@ class Worker:
         metrics.stage_seconds.labels("decode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
-        results = await self.store.append_batch(appends)
+        held = self.state_cache.known({append.user_key for append in appends})
+        results = await self.store.append_batch(appends, {user: state.seq for user, state in held.items()})
         items = [StepInput(a.user_key, row, result) for a, row, result in zip(appends, rows, results, strict=True)]
-        plan, rebuild_users = plan_batch(items, model.version, force_rebuild=settings.worker_force_rebuild)
+        plan, rebuild_users = plan_batch(items, model.version, held=held, force_rebuild=settings.worker_force_rebuild)
+        metrics.state_cache_hits.inc(sum(1 for user, state in plan.stored.items() if held.get(user) is state))
         windows = await self.store.read_windows(rebuild_users) if rebuild_users else {}
         redis_s = time.perf_counter() - started
 
         started = time.perf_counter()
+        # Not in a thread: measured side by side, handing the model work to a thread (so that the
+        # loop could read fetch responses meanwhile) cost more in GIL hand-offs than it overlapped.
         output = run_batch(model, items, plan, windows) if items else None
         metrics.stage_seconds.labels("model").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
         if output is not None:
-            await self.store.write_states(output.state_writes)
+            stored = await self.store.write_states(output.state_writes)
+            writes = list(zip(output.state_writes, output.new_states, stored, strict=True))
+            self.state_cache.store({write.user_key: state for write, state, ok in writes if ok})
+            self.state_cache.discard(write.user_key for write, _, ok in writes if not ok)
         redis_s += time.perf_counter() - started
         metrics.stage_seconds.labels("redis").observe(redis_s)
 
@@ -374,17 +448,29 @@ def _dead_letter(record: ConsumerRecord, invalid: InvalidEvent, now: int) -> byt
 
 
 class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the in-flight batch publish and commit before its partitions are taken away."""
+    """Lets the batches in progress publish and commit before their partitions are taken away."""
 
-    def __init__(self, lock: asyncio.Lock, assigned: set[TopicPartition]) -> None:
+    def __init__(
+        self,
+        lock: asyncio.Lock,
+        wait_in_flight: Callable[[], Awaitable[None]],
+        assigned: set[TopicPartition],
+        state_cache: StateCache,
+    ) -> None:
         self._lock = lock
+        self._wait_in_flight = wait_in_flight
         self._assigned = assigned
+        self._state_cache = state_cache
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:
+        async with self._lock:  # the batch being processed has been handed to its publish task
+            await self._wait_in_flight()
             self._assigned.difference_update(revoked)
+            # Another worker may write these users' states now: only Redis knows them for sure.
+            self._state_cache.clear("partitions revoked")
             logger.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned.update(assigned)
+        self._state_cache.clear("partitions assigned")
         logger.info("partitions assigned: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))

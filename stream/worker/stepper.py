@@ -69,6 +69,7 @@ class BatchOutput:
     intent: np.ndarray  # (N,) float32
     history_len: np.ndarray  # (N,) int64
     state_writes: list[StateWrite] = field(default_factory=list)
+    new_states: list[ModelState] = field(default_factory=list)  # the states of ``state_writes``
     model_calls: int = 0
     onnx_seconds: float = 0.0  # inside onnxruntime, a part of the whole run
 
@@ -84,8 +85,19 @@ def assign_rounds(user_keys: Sequence[str]) -> np.ndarray:
     return rounds
 
 
-def plan_batch(items: Sequence[StepInput], version: str, *, force_rebuild: bool = False) -> tuple[BatchPlan, list[str]]:
-    """Decide FAST/REBUILD per event; also returns the users whose windows must be read."""
+def plan_batch(
+    items: Sequence[StepInput],
+    version: str,
+    *,
+    held: Mapping[str, ModelState] | None = None,
+    force_rebuild: bool = False,
+) -> tuple[BatchPlan, list[str]]:
+    """Decide FAST/REBUILD per event; also returns the users whose windows must be read.
+
+    ``held``: states the worker already holds (its state cache); one is used for a user when
+    Redis reports that very seq as stored and so did not send the blob.
+    """
+    held = held or {}
     rounds = assign_rounds([item.user_key for item in items])
     stored: dict[str, ModelState] = {}
     stored_seq: dict[str, int | None] = {}
@@ -105,6 +117,9 @@ def plan_batch(items: Sequence[StepInput], version: str, *, force_rebuild: bool 
                     best[user] = (state.version, state.seq)
                 except CodecError:
                     corrupt.add(user)
+            elif (cached := held.get(user)) is not None and cached.seq == result.state_seq:
+                stored[user] = cached
+                best[user] = (cached.version, cached.seq)
         known = best[user]
         reason: RebuildReason | None
         if force_rebuild:
@@ -293,6 +308,7 @@ class _BatchRunner:
             np.stack([s.ts for s in states]),
         )
         self.out.state_writes = [StateWrite(u, s.seq, b) for u, s, b in zip(users, states, blobs, strict=True)]
+        self.out.new_states = states
 
 
 def run_batch(

@@ -175,16 +175,28 @@ async def test_ttl_is_refreshed_on_every_key(store: WindowStore, raw: aioredis.R
 async def test_write_states_compare_and_set(store: WindowStore, raw: aioredis.Redis) -> None:
     await store.append_batch([ev("u", n) for n in range(1, 4)])
     state_key = keys_of(store, "u").state
-    await store.write_states([StateWrite("u", 2, b"two")])
+    assert await store.write_states([StateWrite("u", 2, b"two")]) == [True]
     assert await raw.hgetall(state_key) == {b"seq": b"2", b"blob": b"two"}
-    await store.write_states([StateWrite("u", 1, b"one"), StateWrite("u", 2, b"two-again")])
+    assert await store.write_states([StateWrite("u", 1, b"one"), StateWrite("u", 2, b"two-again")]) == [False, False]
     assert await raw.hgetall(state_key) == {b"seq": b"2", b"blob": b"two"}
-    await store.write_states([StateWrite("u", 3, b"three"), StateWrite("u", 2, b"late")])
+    assert await store.write_states([StateWrite("u", 3, b"three"), StateWrite("u", 2, b"late")]) == [True, False]
     assert await raw.hgetall(state_key) == {b"seq": b"3", b"blob": b"three"}
     assert 0 < await raw.pttl(state_key) <= 600_000
     # No live history, no state: a write for an unknown user leaves nothing behind.
-    await store.write_states([StateWrite("ghost", 5, b"x")])
+    assert await store.write_states([StateWrite("ghost", 5, b"x")]) == [False]
     assert await raw.exists(keys_of(store, "ghost").state) == 0
+
+
+async def test_a_state_the_caller_holds_is_not_sent_back(store: WindowStore) -> None:
+    await store.append_batch([ev("u", 1), ev("v", 1)])
+    await store.write_states([StateWrite("u", 1, b"u-one"), StateWrite("v", 1, b"v-one")])
+    # "u" is held at the stored seq: seq only. "v" is held at an older seq: the blob comes back.
+    u2, v2 = await store.append_batch([ev("u", 2), ev("v", 2)], {"u": 1, "v": 7})
+    assert (u2.seq, u2.state_seq, u2.state) == (2, 1, None)
+    assert (v2.seq, v2.state_seq, v2.state) == (2, 1, b"v-one")
+    # Without held seqs every stored state is sent.
+    u3 = (await store.append_batch([ev("u", 3)]))[0]
+    assert (u3.state_seq, u3.state) == (1, b"u-one")
 
 
 async def test_fresh_history_drops_a_leftover_state(

@@ -23,6 +23,7 @@ from support.models import generated_histories, publish_model
 from support.streams import Running, event_payloads, interleaved, produce, worker_env
 
 from stream.contracts import DeadLetter, Prediction
+from stream.devinfra.broker import create_topics
 from stream.registry import ModelRegistry
 from stream.store.keys import decode_entry
 from stream.worker.web import make_app
@@ -103,6 +104,37 @@ async def test_valid_invalid_counts_offsets_and_replay(
     assert await snapshot(redis_server.url, settings.redis_key_prefix) == before
     replayed = [msgspec.json.decode(v, type=Prediction) for v in again[len(events) :]]
     assert all(p.history_len >= 1 for p in replayed)
+
+
+async def test_the_state_cache_changes_no_prediction(settings_factory: Any, registry: ModelRegistry) -> None:
+    cached = settings_factory(batch_max_size=8)
+    uncached = cached.model_copy(
+        update={
+            "worker_state_cache_users": 0,
+            "consumer_group": cached.consumer_group + "-nc",
+            "redis_key_prefix": cached.redis_key_prefix + "-nc",
+            "topic_predictions": cached.topic_predictions + "-nc",
+        }
+    )
+    await create_topics(cached.kafka_bootstrap, {uncached.topic_predictions: cached.topic_partitions})
+    events = interleaved(generated_histories(users=6, seed=21, max_len=30))
+    await produce(cached.kafka_bootstrap, cached.topic_events, event_payloads(events))
+    runs: list[tuple[dict[str, Prediction], float]] = []
+    for settings in (cached, uncached):
+        running = Running(settings)
+        values = await read_topic(settings.kafka_bootstrap, settings.topic_predictions, len(events))
+        hits = running.metric("demandstream_worker_state_cache_hits_total")
+        await running.close()
+        predictions = [msgspec.json.decode(v, type=Prediction) for v in values]
+        runs.append(({p.event_id: p for p in predictions}, hits))
+    (with_cache, hits), (without_cache, no_hits) = runs
+    assert hits > 0 and no_hits == 0
+    assert with_cache.keys() == without_cache.keys() == {e.event_id for e in events}
+    for event_id, got in with_cache.items():
+        want = without_cache[event_id]
+        assert [d.category_id for d in got.demand] == [d.category_id for d in want.demand]
+        assert [d.score for d in got.demand] == pytest.approx([d.score for d in want.demand], rel=1e-5)
+        assert got.purchase_intent == pytest.approx(want.purchase_intent, rel=1e-5)
 
 
 @pytest.mark.partitions(3)

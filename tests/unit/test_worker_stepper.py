@@ -6,6 +6,7 @@ exact values ``append_batch`` / ``read_windows`` would return, so these stay uni
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -137,3 +138,25 @@ def test_replay_then_new_event_in_one_batch(model: LoadedModel) -> None:
     # The replayed event's rebuilt state (seq 3) is the stored one: the new event is still fast.
     assert reasons == [RebuildReason.REPLAY, None]
     assert users[history[0].user_id].state_seq == 4
+
+
+def test_a_held_state_stands_in_for_the_blob_redis_did_not_send(model: LoadedModel) -> None:
+    history = generated_histories(users=1, seed=3, max_len=30)[0]
+    users: dict[str, FakeUser] = {}
+    process(model, users, history[:3])
+    user = users[history[0].user_id]
+    held = {user.user: decode_state(user.state or b"")}
+    item = user.append(history[3])
+    plan, _ = plan_batch([item], model.version)
+    assert plan.reasons == [None]
+    expected = run_batch(model, [item], plan, {})
+    # Redis reports the stored seq but, since the worker holds that state, sends no blob.
+    bare = StepInput(item.user_key, item.row, dataclasses.replace(item.result, state=None))
+    plan, rebuild_users = plan_batch([bare], model.version, held=held)
+    assert plan.reasons == [None] and rebuild_users == []
+    got = run_batch(model, [bare], plan, {})
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert [w.seq for w in got.state_writes] == [4] and got.new_states[0].seq == 4
+    # A held state of another seq is not used: the event is rebuilt from the window.
+    stale = {user.user: dataclasses.replace(held[user.user], seq=2)}
+    assert plan_batch([bare], model.version, held=stale)[0].reasons == [RebuildReason.MISSING]

@@ -1,0 +1,49 @@
+"""The worker's state cache: bounded, off at size 0, and emptied by every rebalance."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from aiokafka import TopicPartition
+
+from stream.worker.service import _FinishBatchOnRevoke
+from stream.worker.state_cache import StateCache
+from stream.worker.state_codec import ModelState
+
+
+def state(seq: int) -> ModelState:
+    zeros = np.zeros(4, dtype=np.float32)
+    return ModelState("v1", seq, zeros, zeros, zeros.astype(np.int32), zeros.astype(np.int8), zeros.astype(np.int64))
+
+
+def test_size_zero_keeps_nothing() -> None:
+    cache = StateCache(max_users=0)
+    cache.store({"a": state(1)})
+    assert len(cache) == 0 and cache.known({"a"}) == {}
+
+
+def test_storing_again_refreshes_a_user_against_eviction() -> None:
+    cache = StateCache(max_users=2)
+    cache.store({"a": state(1), "b": state(1)})
+    cache.store({"a": state(2)})  # "a" is now the most recent: "b" leaves first
+    cache.store({"c": state(1)})
+    assert {user: s.seq for user, s in cache.known({"a", "b", "c"}).items()} == {"a": 2, "c": 1}
+
+
+async def test_a_rebalance_empties_the_cache_after_the_batch_in_flight() -> None:
+    cache = StateCache(max_users=10)
+    published = asyncio.Event()
+
+    async def wait_in_flight() -> None:
+        await asyncio.sleep(0.01)
+        published.set()
+
+    partition = TopicPartition("events", 0)
+    listener = _FinishBatchOnRevoke(asyncio.Lock(), wait_in_flight, {partition}, cache)
+    cache.store({"a": state(1)})
+    await listener.on_partitions_revoked({partition})
+    assert published.is_set() and len(cache) == 0
+    cache.store({"a": state(2)})
+    await listener.on_partitions_assigned({partition})
+    assert len(cache) == 0
