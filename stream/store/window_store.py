@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from stream.config import Settings
 from stream.store.exceptions import StoreError, StoreProtocolError, StoreUnavailable
@@ -42,8 +42,7 @@ _STATE_RECORD = struct.Struct(">IQI")  # user index, seq, blob length
 _HELD_SEQ = struct.Struct(">Q")  # per user: the state seq the client already holds (0 = none)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowAppend:
+class WindowAppend(NamedTuple):
     """One event to append to its user's window."""
 
     user_key: str  # already pseudonymised upstream if enabled
@@ -52,8 +51,7 @@ class WindowAppend:
     row: bytes  # opaque encoded event; the store never interprets it
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """What one append did, and what the model step needs, read in the same round trip."""
 
     applied: bool  # False when this event_id is already in the window (a replay)
@@ -77,8 +75,7 @@ class Window:
         return len(self.seqs)
 
 
-@dataclass(frozen=True, slots=True)
-class StateWrite:
+class StateWrite(NamedTuple):
     """A model state computed after the event with sequence number ``seq``."""
 
     user_key: str

@@ -9,7 +9,7 @@ Arrays travel as raw little-endian bytes inside msgpack: decoding is ``np.frombu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -34,8 +34,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Blob)
 
 
-@dataclass(frozen=True, slots=True)
-class ModelState:
+class ModelState(NamedTuple):
     """One user's state after the event ``seq`` under model ``version``."""
 
     version: str

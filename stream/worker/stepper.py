@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,8 +44,7 @@ class RebuildReason(StrEnum):
     FORCED = "forced"  # settings.worker_force_rebuild (benchmark baseline)
 
 
-@dataclass(frozen=True, slots=True)
-class StepInput:
+class StepInput(NamedTuple):  # a NamedTuple, as every per-event record: 3x cheaper to build than a frozen dataclass
     """One valid event of the batch after its window append."""
 
     user_key: str
@@ -204,8 +204,8 @@ class _BatchRunner:
     def _step_fast(self, idx: list[int]) -> None:
         spec, w = self.spec, self.spec.window
         states = [self.best[self.items[i].user_key] for i in idx]
-        h0 = np.stack([s.h for s in states])[None]
-        c0 = np.stack([s.c for s in states])[None]
+        h0 = np.array([s.h for s in states])[None]
+        c0 = np.array([s.c for s in states])[None]
         static = self.static[idx]
         ts = self.ts[idx]
         prev = np.array([self.items[i].result.prev_ts_ms or 0 for i in idx], dtype=np.int64)
@@ -214,12 +214,12 @@ class _BatchRunner:
         steps = np.concatenate([static.astype(np.int64), gap[:, None], hour_buckets(ts, spec)[:, None]], axis=1)
         # The new event goes in front of the stored summary (most recent first).
         cat = np.concatenate(
-            [static[:, StaticColumn.CATEGORY, None], np.stack([s.cat for s in states])[:, : w - 1]], axis=1
+            [static[:, StaticColumn.CATEGORY, None], np.array([s.cat for s in states])[:, : w - 1]], axis=1
         )
         kind = np.concatenate(
-            [static[:, StaticColumn.TYPE, None], np.stack([s.kind for s in states])[:, : w - 1]], axis=1
+            [static[:, StaticColumn.TYPE, None], np.array([s.kind for s in states])[:, : w - 1]], axis=1
         )
-        win_ts = np.concatenate([ts[:, None], np.stack([s.ts for s in states])[:, : w - 1]], axis=1)
+        win_ts = np.concatenate([ts[:, None], np.array([s.ts for s in states])[:, : w - 1]], axis=1)
         ages = np.where(kind > 0, age_buckets(ts[:, None] - win_ts, spec), 0)
         started = time.perf_counter()
         out = self.model.step(steps[:, None, :], h0, c0, cat.astype(np.int64), kind.astype(np.int64), ages)
@@ -269,13 +269,13 @@ class _BatchRunner:
             ages.append(age)
             win_ts.append(recent_ts)
         h0, c0 = self.model.zero_state(len(idx))
-        cat_a, kind_a = np.stack(cats), np.stack(kinds)
+        cat_a, kind_a = np.array(cats), np.array(kinds)
         started = time.perf_counter()
-        out = self.model.step(steps, h0, c0, cat_a, kind_a, np.stack(ages))
+        out = self.model.step(steps, h0, c0, cat_a, kind_a, np.array(ages))
         self.out.onnx_seconds += time.perf_counter() - started
         self.out.model_calls += 1
         history = np.full(len(idx), steps.shape[1], dtype=np.int64)
-        self._record(idx, out, (cat_a, kind_a, np.stack(win_ts)), history)
+        self._record(idx, out, (cat_a, kind_a, np.array(win_ts)), history)
 
     def _record(self, idx: list[int], out: StepOutput, summary: _Summary, history: np.ndarray) -> None:
         """Store the outputs of events ``idx`` and advance each user's best state."""
@@ -301,11 +301,11 @@ class _BatchRunner:
         blobs = encode_states(
             self.model.version,
             [s.seq for s in states],
-            np.stack([s.h for s in states]),
-            np.stack([s.c for s in states]),
-            np.stack([s.cat for s in states]),
-            np.stack([s.kind for s in states]),
-            np.stack([s.ts for s in states]),
+            np.array([s.h for s in states]),
+            np.array([s.c for s in states]),
+            np.array([s.cat for s in states]),
+            np.array([s.kind for s in states]),
+            np.array([s.ts for s in states]),
         )
         self.out.state_writes = [StateWrite(u, s.seq, b) for u, s, b in zip(users, states, blobs, strict=True)]
         self.out.new_states = states

@@ -6,7 +6,6 @@ exact values ``append_batch`` / ``read_windows`` would return, so these stay uni
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -151,12 +150,12 @@ def test_a_held_state_stands_in_for_the_blob_redis_did_not_send(model: LoadedMod
     assert plan.reasons == [None]
     expected = run_batch(model, [item], plan, {})
     # Redis reports the stored seq but, since the worker holds that state, sends no blob.
-    bare = StepInput(item.user_key, item.row, dataclasses.replace(item.result, state=None))
+    bare = StepInput(item.user_key, item.row, item.result._replace(state=None))
     plan, rebuild_users = plan_batch([bare], model.version, held=held)
     assert plan.reasons == [None] and rebuild_users == []
     got = run_batch(model, [bare], plan, {})
     np.testing.assert_array_equal(got.scores, expected.scores)
     assert [w.seq for w in got.state_writes] == [4] and got.new_states[0].seq == 4
     # A held state of another seq is not used: the event is rebuilt from the window.
-    stale = {user.user: dataclasses.replace(held[user.user], seq=2)}
+    stale = {user.user: held[user.user]._replace(seq=2)}
     assert plan_batch([bare], model.version, held=stale)[0].reasons == [RebuildReason.MISSING]
