@@ -76,10 +76,10 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(16_384, ge=256, description="Payloads larger than this are invalid (DLQ).")
     top_k: int = Field(10, ge=1, le=100, description="Categories per prediction.")
     worker_state_cache_users: int = Field(
-        100_000,
+        50_000,
         ge=0,
         description="Users whose latest model state a worker keeps in memory, so Redis need not send it back "
-        "(~2 KB each with the default model; 0 = off).",
+        "(~2.6 KB each with the default model: 130 MB at the default; 0 = off).",
     )
     worker_force_rebuild: bool = Field(
         False, description="Recompute every event's state from its whole window (benchmark baseline; slow)."

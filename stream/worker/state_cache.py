@@ -58,7 +58,11 @@ class StateCache:
             return
         cached = self._states
         for user, state in states.items():
-            cached[user] = state
+            # Own copies: the stepper's states are rows of whole-batch arrays, and one cached row
+            # would keep its batch's arrays alive (idle users would pin gigabytes).
+            cached[user] = state._replace(
+                h=state.h.copy(), c=state.c.copy(), cat=state.cat.copy(), kind=state.kind.copy(), ts=state.ts.copy()
+            )
             cached.move_to_end(user)
         while len(cached) > self.max_users:
             cached.popitem(last=False)

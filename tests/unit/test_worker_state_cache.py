@@ -31,6 +31,16 @@ def test_storing_again_refreshes_a_user_against_eviction() -> None:
     assert {user: s.seq for user, s in cache.known({"a", "b", "c"}).items()} == {"a": 2, "c": 1}
 
 
+def test_a_cached_state_does_not_keep_its_batch_arrays_alive() -> None:
+    batch_h = np.ones((256, 4), dtype=np.float32)  # as the stepper's states: rows of batch arrays
+    row = state(1)._replace(h=batch_h[3])
+    cache = StateCache(max_users=10)
+    cache.store({"a": row})
+    held = cache.known({"a"})["a"]
+    assert not np.shares_memory(held.h, batch_h) and held.h.base is None
+    np.testing.assert_array_equal(held.h, batch_h[3])
+
+
 async def test_a_rebalance_empties_the_cache_after_the_batch_in_flight() -> None:
     cache = StateCache(max_users=10)
     published = asyncio.Event()
