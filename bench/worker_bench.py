@@ -165,6 +165,12 @@ def start_producer(bootstrap: str, topic: str, rate: float, total: int, users: i
     return process
 
 
+def _latency_summary(rate: float, latencies_ms: list[int]) -> dict[str, float]:
+    arr = np.asarray(latencies_ms, dtype=np.float64)
+    return {"rate_per_s": rate, "events": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
+            "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max())}  # fmt: skip
+
+
 async def latency(svc: Services, settings: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
     """End-to-end (event ts -> predicted_at) at a fixed input rate, produced from another process."""
     worker = Worker(settings)
@@ -196,11 +202,8 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
                 p = msgspec.json.decode(r.value, type=Prediction)
                 lat.append(p.predicted_at - p.event_ts)
     await consumer.stop()
-    arr = np.asarray(lat, dtype=np.float64)
     batches = float(worker.metrics.registry.get_sample_value("demandstream_worker_batch_size_count") or 1.0)
-    return {"rate_per_s": rate, "events": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
-            "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max()),
-            "mean_batch": total / batches}  # fmt: skip
+    return {**_latency_summary(rate, lat), "mean_batch": total / batches}
 
 
 async def broker_latency(
@@ -226,9 +229,7 @@ async def broker_latency(
         producer.join()
     finally:
         await consumer.stop()
-    arr = np.asarray(lat, dtype=np.float64)
-    return {"rate_per_s": rate, "events": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
-            "p99_ms": float(np.percentile(arr, 99)), "fetch_max_wait_ms": float(wait_ms)}  # fmt: skip
+    return {**_latency_summary(rate, lat), "fetch_max_wait_ms": float(wait_ms)}
 
 
 async def main(n_events: int, users: int, extra_events: int, latency_s: float, latency_rate: float | None) -> None:
@@ -305,12 +306,12 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         (f"e2e at {lat['rate_per_s']:,.0f} ev/s", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"),
         ("  mean batch at that rate", f"{lat['mean_batch']:.1f} events"),
         (
-            f"e2e at {quarter['rate_per_s']:,.0f} ev/s (a quarter of the max)",
-            f"p50 {quarter['p50_ms']:.1f} ms, p99 {quarter['p99_ms']:.1f} ms, mean batch {quarter['mean_batch']:.1f}",
+            f"(e0) broker alone at the half rate, fetch wait {wait_ms} ms",
+            f"p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms",
         ),
         (
-            f"(e0) broker alone at that rate, fetch wait {wait_ms} ms",
-            f"p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms",
+            f"e2e at {quarter['rate_per_s']:,.0f} ev/s (a quarter of the max)",
+            f"p50 {quarter['p50_ms']:.1f} ms, p99 {quarter['p99_ms']:.1f} ms, mean batch {quarter['mean_batch']:.1f}",
         ),
         ("load average (1/5/15 min) at the end", " / ".join(f"{x:.2f}" for x in os.getloadavg())),
     ]
