@@ -31,13 +31,23 @@ logger = logging.getLogger("bench.model_bench")
 BATCH = 256
 
 
-def _feeds(batch: int, hidden: int, spec: FeatureSpec, seed: int = 0) -> dict[str, np.ndarray]:
+def _feeds(
+    batch: int, hidden: int, spec: FeatureSpec, seed: int = 0, users: int | None = None
+) -> dict[str, np.ndarray]:
+    """``batch`` events, one step each for ``users`` rows (default: one user per event); with
+    fewer users, events fall on users at random, as in a live micro-batch."""
     rng = np.random.default_rng(seed)
     v = N_CATEGORIES + 2
+    users = users or batch
+    lengths = np.ones(users, dtype=np.int64) + np.bincount(rng.integers(0, users, batch - users), minlength=users)
+    width = int(lengths.max())
+    positions = np.concatenate([row * width + np.arange(n) for row, n in enumerate(lengths)])
     return {
-        "steps": rng.integers(1, 5, size=(batch, 1, spec.step_width)).astype(np.int64),
-        "h0": rng.standard_normal((1, batch, hidden)).astype(np.float32),
-        "c0": rng.standard_normal((1, batch, hidden)).astype(np.float32),
+        "steps": rng.integers(1, 5, size=(users, width, spec.step_width)).astype(np.int64),
+        "lengths": lengths,
+        "h0": rng.standard_normal((1, users, hidden)).astype(np.float32),
+        "c0": rng.standard_normal((1, users, hidden)).astype(np.float32),
+        "positions": positions,
         "win_cat": rng.integers(2, v, size=(batch, spec.window)).astype(np.int64),
         "win_type": rng.integers(1, 7, size=(batch, spec.window)).astype(np.int64),
         "win_age": rng.integers(1, 12, size=(batch, spec.window)).astype(np.int64),
@@ -72,7 +82,9 @@ def _recompute_feeds(feeds: dict[str, np.ndarray], spec: FeatureSpec, hidden: in
     batch = len(feeds["win_cat"])
     steps = np.repeat(feeds["steps"], spec.window, axis=1)
     zeros = np.zeros((1, batch, hidden), dtype=np.float32)
-    return {**feeds, "steps": steps, "h0": zeros, "c0": zeros}
+    lengths = np.full(batch, spec.window, dtype=np.int64)
+    last = np.arange(batch) * spec.window + spec.window - 1
+    return {**feeds, "steps": steps, "lengths": lengths, "h0": zeros, "c0": zeros, "positions": last}
 
 
 def main(hidden: int, reps: int) -> None:
@@ -104,6 +116,8 @@ def main(hidden: int, reps: int) -> None:
         for name, level in (("basic", basic), ("all", every)):
             options[f"threads={threads} opt={name}"] = _us_per_event(_session(path, threads, level), full, reps)
     by_batch = {b: _us_per_event(_session(path, 1, every), _feeds(b, hidden, spec), reps) for b in (1, 16, 64, BATCH)}
+    # The worker's case: a micro-batch where some users have several events, as one call.
+    shared = {u: _us_per_event(sparse_session, _feeds(BATCH, hidden, spec, users=u), reps) for u in (190, 100)}
     session = _session(path, 1, every, profile=str(workdir / "ortprof"))
     runs = 20
     for _ in range(runs):
@@ -124,6 +138,7 @@ def main(hidden: int, reps: int) -> None:
     results = {"hidden": hidden, "categories": N_CATEGORIES + 2, "window": spec.window, "batch": BATCH,
                "side_by_side": comparison,
                "us_per_event_by_options": options, "us_per_event_by_batch": by_batch,
+               "us_per_event_by_users_at_batch": shared,
                "kernel_us_per_event": total, "by_op": dict(top_ops), "by_node": dict(top_nodes),
                "model_bytes": path.stat().st_size, "load_average": os.getloadavg()}  # fmt: skip
     rows = [
@@ -133,6 +148,7 @@ def main(hidden: int, reps: int) -> None:
         ("recompute / incremental (model time)", f"{comparison['recompute_over_incremental']:.1f}x"),
         *[(f"B={BATCH} {name}", f"{us:.1f} µs/event") for name, us in options.items()],
         *[(f"B={b} threads=1 opt=all", f"{us:.1f} µs/event") for b, us in by_batch.items()],
+        *[(f"B={BATCH} events of {u} users, one call", f"{us:.1f} µs/event") for u, us in shared.items()],
         ("kernel time (profile), B=256", f"{total:.1f} µs/event"),
         *[(f"  op {op}", f"{us:.1f} µs/event ({100 * us / total:.0f}%)") for op, us in top_ops],
         *[(f"  node {node}", f"{us:.1f} µs/event") for node, us in top_nodes],

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from stream.contracts import Event
@@ -28,27 +29,29 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
+LENGTHS = "lengths"  # the input the export adds (see _add_sequence_lengths)
 
 
 def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
-    """Write the serving graph with dynamic batch and step axes."""
+    """Write the serving graph with dynamic user, step and event axes."""
     spec, hidden = model.spec, model.config.hidden
     graph = IncrementalStep(model, top_k).eval()
-    b, s = 2, 3
+    users, steps, events = 2, 3, 4
     example = (
-        torch.zeros((b, s, spec.step_width), dtype=torch.int64),
-        torch.zeros((1, b, hidden)),
-        torch.zeros((1, b, hidden)),
-        torch.ones((b, spec.window), dtype=torch.int64) * 2,
-        torch.ones((b, spec.window), dtype=torch.int64),
-        torch.ones((b, spec.window), dtype=torch.int64),
+        torch.zeros((users, steps, spec.step_width), dtype=torch.int64),
+        torch.zeros((1, users, hidden)),
+        torch.zeros((1, users, hidden)),
+        torch.tensor([0, 1, 3, 4]),
+        torch.ones((events, spec.window), dtype=torch.int64) * 2,
+        torch.ones((events, spec.window), dtype=torch.int64),
+        torch.ones((events, spec.window), dtype=torch.int64),
     )
-    inputs = [t.name for t in serving_inputs(spec, hidden)]
+    inputs = [t.name for t in serving_inputs(spec, hidden) if t.name != LENGTHS]
     outputs = [t.name for t in serving_outputs(top_k, hidden)]
-    axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in [*inputs, *outputs]}
-    axes["steps"] = {0: "batch", 1: "steps"}
+    axes: dict[str, dict[int, str]] = {name: {0: "events"} for name in [*inputs, *outputs]}
+    axes["steps"] = {0: "users", 1: "steps"}
     for name in ("h0", "c0", "h1", "c1"):
-        axes[name] = {1: "batch"}
+        axes[name] = {1: "users"}
     # The graph looks pointer keys up and scatters the priors' non-zeros; the torch reference used
     # for the parity check computes keys and adds dense rows.
     model.fuse_for_serving()
@@ -60,6 +63,32 @@ def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
             )  # fmt: skip
     finally:
         model.unfuse_for_serving()
+    _add_sequence_lengths(path)
+
+
+def _add_sequence_lengths(path: Path) -> None:
+    """Feed a ``lengths`` input to every LSTM node as its ``sequence_lens``.
+
+    torch exports ``nn.LSTM`` without sequence lengths, so padded steps would move ``(h, c)``;
+    with them onnxruntime returns each row's state after its own last step, which is what lets
+    users with different numbers of new events share one call. Checked by the parity test.
+    """
+    graph = onnx.load(str(path))
+    lstms = [node for node in graph.graph.node if node.op_type == "LSTM"]
+    if not lstms:
+        raise ExportError("exported graph has no LSTM node to give sequence lengths to")
+    cast = onnx.helper.make_node("Cast", [LENGTHS], [f"{LENGTHS}_int32"], to=onnx.TensorProto.INT32)
+    for node in lstms:
+        while len(node.input) < 5:
+            node.input.append("")
+        node.input[4] = f"{LENGTHS}_int32"
+    graph.graph.node.insert(0, cast)
+    declared = list(graph.graph.input)
+    del graph.graph.input[:]
+    lengths = onnx.helper.make_tensor_value_info(LENGTHS, onnx.TensorProto.INT64, ["users"])
+    graph.graph.input.extend([declared[0], lengths, *declared[1:]])  # the serving interface's order
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
 
 
 @torch.no_grad()

@@ -365,16 +365,31 @@ class DemandLSTM(nn.Module):
 
 
 class IncrementalStep(nn.Module):
-    """Serving graph: new steps + previous ``(h, c)`` + pointer window -> top-k, intent, new ``(h, c)``."""
+    """Serving graph: a batch of users' new steps from their previous ``(h, c)`` -> predictions.
+
+    ``steps`` is ``(U, S, F)``, one row per user, right-padded; the export adds a ``lengths`` input
+    (valid steps per row) to the LSTM, so ``h1``/``c1`` are each row's state after its last valid
+    step. ``positions`` (``N``) picks the steps to predict at from the flattened ``(U * S)`` outputs,
+    and the pointer windows are given per picked step, so one call serves a whole micro-batch
+    whatever the number of events per user.
+    """
 
     def __init__(self, model: DemandLSTM, top_k: int) -> None:
         super().__init__()
         self.model, self.top_k = model, top_k
 
     def forward(
-        self, steps: Tensor, h0: Tensor, c0: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor
+        self,
+        steps: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        positions: Tensor,
+        win_cat: Tensor,
+        win_type: Tensor,
+        win_age: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         out, (h1, c1) = self.model.lstm(self.model.embed_steps(steps), (h0, c0))
-        probs, intent = self.model.category_probs(out[:, -1], win_cat, win_type, win_age)
+        picked = out.reshape(-1, out.shape[-1]).index_select(0, positions)
+        probs, intent = self.model.category_probs(picked, win_cat, win_type, win_age)
         scores, indices = torch.topk(probs, self.top_k, dim=-1)
         return scores, indices, intent, h1, c1

@@ -40,7 +40,8 @@ def step_through_histories(
             live = np.flatnonzero(lengths > t)
             steps = np.stack([encoded[i][0][t] for i in live])[:, None, :]
             win = [np.stack([encoded[i][1][j][t] for i in live]) for j in range(3)]
-            out = model.step(steps, h[:, live], c[:, live], *win)
+            one = np.ones(len(live), dtype=np.int64)
+            out = model.step(steps, one, h[:, live], c[:, live], np.arange(len(live)), *win)
             h[:, live], c[:, live] = out.h, out.c
             for row, i in enumerate(live):
                 scores[i][t], cats[i][t], intent[i][t] = out.scores[row], out.categories[row], out.intent[row]

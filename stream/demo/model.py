@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stream.contracts import encode_event
 from stream.registry import ModelRegistry
+from stream.registry.manifest import FORMAT_VERSION
 from stream.simulate import DEFAULT_START_MS, ShopperSimulator
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,16 @@ def write_training_events(path: Path, config: DemoTraining) -> int:
 def ensure_demo_model(workdir: Path, *, retrain: bool = False, config: DemoTraining | None = None) -> str:
     """The version serving in ``workdir/models``; trains and promotes one first if there is none."""
     registry_dir = workdir / "models"
-    current = ModelRegistry(registry_dir).current_version()
+    registry = ModelRegistry(registry_dir)
+    current = registry.current_version()
     if current is not None and not retrain:
-        logger.info("demo model %s found in %s", current, registry_dir)
-        return current
+        served = registry.manifest(current).format_version
+        if served == FORMAT_VERSION:
+            logger.info("demo model %s found in %s", current, registry_dir)
+            return current
+        # A workdir from an earlier release: its model cannot serve here, the demo's data makes a new one.
+        logger.info("demo model %s has serving format %d, workers serve %d: training a new one", current, served,
+                    FORMAT_VERSION)  # fmt: skip
     config = config or DemoTraining()
     data = workdir / "train.jsonl"
     count = write_training_events(data, config)

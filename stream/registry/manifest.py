@@ -12,7 +12,9 @@ MANIFEST_NAME = "manifest.json"
 MODEL_FILE = "model.onnx"
 CATEGORY_VOCAB = "categories.json"
 ITEM_VOCAB = "items.json"
-FORMAT_VERSION = 1
+# 2: one call per micro-batch (per-row ``lengths``, predictions at ``positions``); 1 predicted
+# at the last step of every row only and is refused.
+FORMAT_VERSION = 2
 
 
 class TensorSpec(msgspec.Struct, frozen=True):
@@ -23,25 +25,29 @@ class TensorSpec(msgspec.Struct, frozen=True):
     shape: tuple[int | str | None, ...]
 
 
-# The serving interface every model must expose (shapes use the spec's window and hidden size).
+# The serving interface every model must expose (shapes use the spec's window and hidden size):
+# ``users`` rows of right-padded steps with their lengths and start states; ``events`` picked
+# steps (flat ``row * steps + step`` indices) with their pointer windows, one prediction each.
 def serving_inputs(spec: FeatureSpec, hidden: int) -> tuple[TensorSpec, ...]:
     return (
-        TensorSpec("steps", "int64", ("batch", "steps", spec.step_width)),
-        TensorSpec("h0", "float32", (1, "batch", hidden)),
-        TensorSpec("c0", "float32", (1, "batch", hidden)),
-        TensorSpec("win_cat", "int64", ("batch", spec.window)),
-        TensorSpec("win_type", "int64", ("batch", spec.window)),
-        TensorSpec("win_age", "int64", ("batch", spec.window)),
+        TensorSpec("steps", "int64", ("users", "steps", spec.step_width)),
+        TensorSpec("lengths", "int64", ("users",)),
+        TensorSpec("h0", "float32", (1, "users", hidden)),
+        TensorSpec("c0", "float32", (1, "users", hidden)),
+        TensorSpec("positions", "int64", ("events",)),
+        TensorSpec("win_cat", "int64", ("events", spec.window)),
+        TensorSpec("win_type", "int64", ("events", spec.window)),
+        TensorSpec("win_age", "int64", ("events", spec.window)),
     )
 
 
 def serving_outputs(top_k: int, hidden: int) -> tuple[TensorSpec, ...]:
     return (
-        TensorSpec("scores", "float32", ("batch", top_k)),
-        TensorSpec("categories", "int64", ("batch", top_k)),
-        TensorSpec("intent", "float32", ("batch",)),
-        TensorSpec("h1", "float32", (1, "batch", hidden)),
-        TensorSpec("c1", "float32", (1, "batch", hidden)),
+        TensorSpec("scores", "float32", ("events", top_k)),
+        TensorSpec("categories", "int64", ("events", top_k)),
+        TensorSpec("intent", "float32", ("events",)),
+        TensorSpec("h1", "float32", (1, "users", hidden)),
+        TensorSpec("c1", "float32", (1, "users", hidden)),
     )
 
 

@@ -14,6 +14,7 @@ from stream.features.exceptions import VocabularyFormatError
 from stream.registry.exceptions import ModelVerificationError
 from stream.registry.manifest import (
     CATEGORY_VOCAB,
+    FORMAT_VERSION,
     ITEM_VOCAB,
     MODEL_FILE,
     Manifest,
@@ -32,11 +33,11 @@ _ORT_TYPES = {"tensor(int64)": "int64", "tensor(float)": "float32"}
 class StepOutput:
     """One batched model call: top-k category indices/scores, intent and the new LSTM state."""
 
-    scores: np.ndarray  # (B, k) float32
-    categories: np.ndarray  # (B, k) int64 vocabulary indices
-    intent: np.ndarray  # (B,) float32
-    h: np.ndarray  # (1, B, H) float32
-    c: np.ndarray  # (1, B, H) float32
+    scores: np.ndarray  # (N, k) float32, one row per predicted step
+    categories: np.ndarray  # (N, k) int64 vocabulary indices
+    intent: np.ndarray  # (N,) float32
+    h: np.ndarray  # (1, U, H) float32, one per user row
+    c: np.ndarray  # (1, U, H) float32
 
 
 def _check_io(
@@ -89,6 +90,11 @@ class LoadedModel:
                 f"vocabulary sizes {len(categories)}/{len(items)} differ from the manifest's "
                 f"{manifest.n_categories}/{manifest.n_items}"
             )
+        if manifest.format_version != FORMAT_VERSION:
+            raise ModelVerificationError(
+                f"{directory.name}: manifest format {manifest.format_version}, this worker serves format "
+                f"{FORMAT_VERSION} (one call per micro-batch); export the model again with this version's trainer"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -110,17 +116,28 @@ class LoadedModel:
     def step(
         self,
         steps: np.ndarray,
+        lengths: np.ndarray,
         h0: np.ndarray,
         c0: np.ndarray,
+        positions: np.ndarray,
         win_cat: np.ndarray,
         win_type: np.ndarray,
         win_age: np.ndarray,
     ) -> StepOutput:
-        """One batched call: ``steps`` is ``(B, S, step_width)``; the window arrays ``(B, W)``."""
+        """One batched call over ``U`` users and ``N`` predicted steps.
+
+        ``steps`` is ``(U, S, step_width)``, right-padded, with ``lengths`` ``(U,)`` valid steps
+        per row; ``positions`` ``(N,)`` are flat ``row * S + step`` indices of the steps to predict
+        at, and the window arrays ``(N, W)`` are those steps' pointer inputs. Outputs are ``(N, ...)``
+        and each row's ``(h, c)`` after its last valid step.
+        """
         scores, categories, intent, h1, c1 = self.session.run(
             None,
-            {"steps": steps, "h0": h0, "c0": c0, "win_cat": win_cat, "win_type": win_type, "win_age": win_age},
-        )
+            {
+                "steps": steps, "lengths": lengths, "h0": h0, "c0": c0, "positions": positions,
+                "win_cat": win_cat, "win_type": win_type, "win_age": win_age,
+            },
+        )  # fmt: skip
         return StepOutput(scores, categories, intent, h1, c1)
 
     def category_ids(self, indices: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""The model work of one micro-batch: pick FAST or REBUILD per event, then step in rounds.
+"""The model work of one micro-batch: pick FAST or REBUILD per event, then ONE model call.
 
 Pure computation (no I/O), so the decisions are unit-testable. The service does the Redis
 round trips around it: ``append_batch`` before :func:`plan_batch`, one ``read_windows`` for
-:attr:`BatchPlan.rebuild_users`, :func:`run_batch`, then one ``write_states``.
+the rebuild users it returns, :func:`run_batch`, then one ``write_states``.
 
 FAST: the event was newly applied and the user's best known state (stored, or computed for the
 user's previous event in this batch) is the serving model's state at ``seq - 1``: one LSTM step
@@ -10,8 +10,10 @@ from ``(h, c)``, pointer inputs from the state's summary plus the new event; no 
 REBUILD: anything else; the LSTM runs from zero over the window prefix that ends at the event,
 so a replayed event gets the prediction it got the first time and never steps a state twice.
 
-A user with several events in a batch is processed in rounds (round r = each user's r-th event),
-one ONNX call per round for the fast events plus one per distinct prefix length for rebuilds.
+The batch becomes rows of one call (:class:`_Rows`): a row starts at a stored state or at zero
+(a REBUILD event, its window prefix first) and goes on through the FAST events that follow it,
+so a user with several events in the batch still costs one row, and the whole batch one
+onnxruntime call whatever the mix.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from stream.features import FeatureSpec, StaticColumn
-from stream.features.encode import age_buckets, hour_buckets, step_features, window_features
+from stream.features.encode import age_buckets, hour_buckets, target_column
 from stream.registry import LoadedModel, StepOutput
 from stream.store import AppendResult, StateWrite, Window
 from stream.worker.exceptions import CodecError
@@ -54,7 +56,6 @@ class StepInput(NamedTuple):  # a NamedTuple, as every per-event record: 3x chea
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
-    rounds: np.ndarray  # (N,) round of each event
     reasons: list[RebuildReason | None]  # None = FAST
     stored: dict[str, ModelState]  # decoded stored states (serving or not)
     stored_seq: dict[str, int | None]  # seq of the stored state per user, as Redis reported it
@@ -74,17 +75,6 @@ class BatchOutput:
     onnx_seconds: float = 0.0  # inside onnxruntime, a part of the whole run
 
 
-def assign_rounds(user_keys: Sequence[str]) -> np.ndarray:
-    """Occurrence index of each user within the batch: round r holds each user's r-th event."""
-    seen: dict[str, int] = {}
-    rounds = np.empty(len(user_keys), dtype=np.int64)
-    for i, user in enumerate(user_keys):
-        r = seen.get(user, 0)
-        rounds[i] = r
-        seen[user] = r + 1
-    return rounds
-
-
 def plan_batch(
     items: Sequence[StepInput],
     version: str,
@@ -98,7 +88,6 @@ def plan_batch(
     Redis reports that very seq as stored and so did not send the blob.
     """
     held = held or {}
-    rounds = assign_rounds([item.user_key for item in items])
     stored: dict[str, ModelState] = {}
     stored_seq: dict[str, int | None] = {}
     corrupt: set[str] = set()
@@ -138,7 +127,7 @@ def plan_batch(
         if known is None or result.seq > known[1]:
             best[user] = (version, result.seq)
     rebuild_users = list(dict.fromkeys(it.user_key for it, r in zip(items, reasons, strict=True) if r is not None))
-    return BatchPlan(rounds=rounds, reasons=reasons, stored=stored, stored_seq=stored_seq), rebuild_users
+    return BatchPlan(reasons=reasons, stored=stored, stored_seq=stored_seq), rebuild_users
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +137,24 @@ class _DecodedWindow:
     static: np.ndarray  # (n, static_width) int32
 
 
-# (category, type, ts) of the last W events, most recent first: each (B, W)
-_Summary = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
 def _gap_buckets(ts: np.ndarray, prev_ts: np.ndarray, has_prev: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """``encode.gap_buckets`` for one event each of many users (vectorised across the batch)."""
+    """``encode.gap_buckets`` for many rows at once: 0 where there is no previous event."""
     gaps_s = np.maximum(ts - prev_ts, 0) / 1000
     buckets = np.searchsorted(np.asarray(spec.gap_edges_s), gaps_s, side="right") + 1
     return np.where(has_prev, buckets, 0).astype(np.int64)
+
+
+@dataclass(slots=True)
+class _Rows:
+    """How the batch's events map onto the rows of the model call."""
+
+    row: np.ndarray  # (N,) row of each event
+    step: np.ndarray  # (N,) step of each event in its row (after the row's window prefix)
+    starts: list[ModelState | None]  # per row: the state it continues, or None (from zero)
+    prefixes: list[_DecodedWindow | None]  # per row from zero: the window rows before its first event
+    lengths: list[int]  # per row: steps
+    first: list[int]  # per row: its first event (batch index)
+    tail: list[int]  # per row: its last event
 
 
 class _BatchRunner:
@@ -172,8 +170,7 @@ class _BatchRunner:
         self.windows = windows
         self.static = static_rows([item.row for item in items], model.encoder)
         self.ts = np.fromiter((item.row.ts for item in items), dtype=np.int64, count=len(items))
-        self.best: dict[str, ModelState] = {u: s for u, s in plan.stored.items() if s.version == model.version}
-        self.computed: set[str] = set()
+        self.serving = {u: s for u, s in plan.stored.items() if s.version == model.version}
         self._decoded: dict[str, _DecodedWindow] = {}
         k = model.manifest.top_k
         n = len(items)
@@ -185,48 +182,104 @@ class _BatchRunner:
         )
 
     def run(self) -> BatchOutput:
-        rounds = self.plan.rounds
-        is_fast = np.fromiter((r is None for r in self.plan.reasons), dtype=bool, count=len(rounds))
-        for r in range(int(rounds.max(initial=-1)) + 1):
-            in_round = rounds == r
-            fast = np.flatnonzero(in_round & is_fast).tolist()
-            if fast:
-                self._step_fast(fast)
-            by_length: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-            for i in np.flatnonzero(in_round & ~is_fast).tolist():
-                steps, ts = self._prefix(i)
-                by_length.setdefault(len(steps), []).append((i, steps, ts))
-            for group in by_length.values():
-                self._step_rebuild(group)
-        self._collect_writes()
+        if not self.items:
+            return self.out
+        rows = self._assign_rows()
+        self._call(rows)
         return self.out
 
-    def _step_fast(self, idx: list[int]) -> None:
-        spec, w = self.spec, self.spec.window
-        states = [self.best[self.items[i].user_key] for i in idx]
-        h0 = np.array([s.h for s in states])[None]
-        c0 = np.array([s.c for s in states])[None]
-        static = self.static[idx]
-        ts = self.ts[idx]
-        prev = np.array([self.items[i].result.prev_ts_ms or 0 for i in idx], dtype=np.int64)
-        has_prev = np.array([self.items[i].result.prev_ts_ms is not None for i in idx])
-        gap = _gap_buckets(ts, prev, has_prev, spec)
-        steps = np.concatenate([static.astype(np.int64), gap[:, None], hour_buckets(ts, spec)[:, None]], axis=1)
-        # The new event goes in front of the stored summary (most recent first).
-        cat = np.concatenate(
-            [static[:, StaticColumn.CATEGORY, None], np.array([s.cat for s in states])[:, : w - 1]], axis=1
-        )
-        kind = np.concatenate(
-            [static[:, StaticColumn.TYPE, None], np.array([s.kind for s in states])[:, : w - 1]], axis=1
-        )
-        win_ts = np.concatenate([ts[:, None], np.array([s.ts for s in states])[:, : w - 1]], axis=1)
-        ages = np.where(kind > 0, age_buckets(ts[:, None] - win_ts, spec), 0)
+    def _assign_rows(self) -> _Rows:
+        n = len(self.items)
+        rows = _Rows(np.empty(n, np.int64), np.empty(n, np.int64), [], [], [], [], [])
+        tail_of: dict[tuple[str, int], int] = {}  # (user, seq) -> the row that ends at that seq
+        for i, (item, reason) in enumerate(zip(self.items, self.plan.reasons, strict=True)):
+            user, seq = item.user_key, item.result.seq
+            r = tail_of.get((user, seq - 1)) if reason is None else None
+            if r is None:
+                r = len(rows.lengths)
+                if reason is None:  # continues the stored state (plan_batch checked it is at seq - 1)
+                    rows.starts.append(self.serving[user])
+                    rows.prefixes.append(None)
+                    rows.lengths.append(0)
+                else:
+                    window = self._window(user)
+                    before = window.seqs < seq
+                    prefix = _DecodedWindow(window.seqs[before], window.ts[before], window.static[before])
+                    rows.starts.append(None)
+                    rows.prefixes.append(prefix)
+                    rows.lengths.append(len(prefix.seqs))
+                rows.first.append(i)
+                rows.tail.append(i)
+            rows.row[i], rows.step[i] = r, rows.lengths[r]
+            rows.lengths[r] += 1
+            rows.tail[r] = i
+            tail_of[(user, seq)] = r
+        return rows
+
+    def _call(self, rows: _Rows) -> None:
+        spec, w, n_rows = self.spec, self.spec.window, len(rows.lengths)
+        width = max(rows.lengths)
+        target = target_column(spec)
+        # Per row, oldest first: the w events before its first step (the start state's summary,
+        # or padding), then its steps. The pointer window of step t is columns t+1 .. t+w.
+        cat = np.zeros((n_rows, w + width), dtype=np.int64)
+        kind = np.zeros((n_rows, w + width), dtype=np.int64)
+        ts = np.zeros((n_rows, w + width), dtype=np.int64)
+        static = np.zeros((n_rows, width, spec.static_width), dtype=np.int32)
+        h0, c0 = self.model.zero_state(n_rows)
+        prev_ts = np.zeros(n_rows, dtype=np.int64)  # before each row's first step
+        has_prev = np.zeros(n_rows, dtype=bool)
+        continued = [r for r, start in enumerate(rows.starts) if start is not None]
+        if continued:
+            states = [start for start in rows.starts if start is not None]
+            h0[0, continued] = np.array([s.h for s in states])
+            c0[0, continued] = np.array([s.c for s in states])
+            cat[continued, :w] = np.array([s.cat for s in states])[:, ::-1]
+            kind[continued, :w] = np.array([s.kind for s in states])[:, ::-1]
+            ts[continued, :w] = np.array([s.ts for s in states])[:, ::-1]
+            firsts = [self.items[rows.first[r]].result.prev_ts_ms for r in continued]
+            prev_ts[continued] = [t or 0 for t in firsts]
+            has_prev[continued] = [t is not None for t in firsts]
+        for r, prefix in enumerate(rows.prefixes):
+            if prefix is not None and len(prefix.seqs):
+                p = len(prefix.seqs)
+                static[r, :p] = prefix.static
+                cat[r, w : w + p] = prefix.static[:, target]
+                kind[r, w : w + p] = prefix.static[:, StaticColumn.TYPE]
+                ts[r, w : w + p] = prefix.ts
+        at_row, at_step = rows.row, rows.step
+        static[at_row, at_step] = self.static
+        cat[at_row, w + at_step] = self.static[:, target]
+        kind[at_row, w + at_step] = self.static[:, StaticColumn.TYPE]
+        ts[at_row, w + at_step] = self.ts
+
+        step_ts = ts[:, w:]
+        prev = np.concatenate([prev_ts[:, None], step_ts[:, :-1]], axis=1)
+        prev_known = np.concatenate([has_prev[:, None], np.ones((n_rows, width - 1), dtype=bool)], axis=1)
+        gap = _gap_buckets(step_ts, prev, prev_known, spec)
+        hour = hour_buckets(step_ts, spec)
+        steps = np.concatenate([static.astype(np.int64), gap[..., None], hour[..., None]], axis=2)
+
+        windows = np.lib.stride_tricks.sliding_window_view
+        win_cat = windows(cat, w, axis=1)[at_row, at_step + 1, ::-1]
+        win_kind = windows(kind, w, axis=1)[at_row, at_step + 1, ::-1]
+        win_ts = windows(ts, w, axis=1)[at_row, at_step + 1, ::-1]
+        ages = np.where(win_kind > 0, age_buckets(self.ts[:, None] - win_ts, spec), 0)
+
         started = time.perf_counter()
-        out = self.model.step(steps[:, None, :], h0, c0, cat.astype(np.int64), kind.astype(np.int64), ages)
+        out = self.model.step(
+            steps, np.asarray(rows.lengths, dtype=np.int64), h0, c0, at_row * width + at_step, win_cat, win_kind, ages
+        )
         self.out.onnx_seconds += time.perf_counter() - started
         self.out.model_calls += 1
-        history = np.array([self.items[i].result.window_len for i in idx], dtype=np.int64)
-        self._record(idx, out, (cat, kind, win_ts), history)
+        self.out.scores[:] = out.scores
+        self.out.categories[:] = out.categories
+        self.out.intent[:] = out.intent
+        from_window = np.fromiter((r is not None for r in self.plan.reasons), dtype=bool, count=len(self.items))
+        reported = np.fromiter((it.result.window_len for it in self.items), dtype=np.int64, count=len(self.items))
+        # A rebuilt event saw its window prefix; a stepped one the window Redis reported.
+        self.out.history_len[:] = np.where(from_window, at_step + 1, reported)
+        self._collect_writes(rows, out, (win_cat, win_kind, win_ts))
 
     def _window(self, user: str) -> _DecodedWindow:
         decoded = self._decoded.get(user)
@@ -245,70 +298,31 @@ class _BatchRunner:
             self._decoded[user] = decoded
         return decoded
 
-    def _prefix(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Static rows and ts of the window up to and including event ``i`` (its own row last)."""
-        item = self.items[i]
-        window = self._window(item.user_key)
-        before = window.seqs < item.result.seq
-        rows = np.concatenate([window.static[before], self.static[i : i + 1]])
-        ts = np.concatenate([window.ts[before], self.ts[i : i + 1]])
-        return rows, ts
-
-    def _step_rebuild(self, group: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
-        spec, w = self.spec, self.spec.window
-        idx = [i for i, _, _ in group]
-        steps = np.stack([step_features(rows, ts, None, spec) for _, rows, ts in group])
-        cats, kinds, ages, win_ts = [], [], [], []
-        for _, rows, ts in group:
-            cat, kind, age = window_features(rows[:, StaticColumn.CATEGORY], rows[:, StaticColumn.TYPE], ts, spec)
-            recent_ts = np.zeros(w, dtype=np.int64)
-            n = min(w, len(ts))
-            recent_ts[:n] = ts[len(ts) - n :][::-1]
-            cats.append(cat)
-            kinds.append(kind)
-            ages.append(age)
-            win_ts.append(recent_ts)
-        h0, c0 = self.model.zero_state(len(idx))
-        cat_a, kind_a = np.array(cats), np.array(kinds)
-        started = time.perf_counter()
-        out = self.model.step(steps, h0, c0, cat_a, kind_a, np.array(ages))
-        self.out.onnx_seconds += time.perf_counter() - started
-        self.out.model_calls += 1
-        history = np.full(len(idx), steps.shape[1], dtype=np.int64)
-        self._record(idx, out, (cat_a, kind_a, np.array(win_ts)), history)
-
-    def _record(self, idx: list[int], out: StepOutput, summary: _Summary, history: np.ndarray) -> None:
-        """Store the outputs of events ``idx`` and advance each user's best state."""
-        self.out.scores[idx] = out.scores
-        self.out.categories[idx] = out.categories
-        self.out.intent[idx] = out.intent
-        self.out.history_len[idx] = history
-        h, c = out.h[0], out.c[0]
-        cat, kind, win_ts = summary
-        version = self.model.version
-        for j, i in enumerate(idx):
-            user, seq = self.items[i].user_key, self.items[i].result.seq
-            current = self.best.get(user)
-            if current is None or seq > current.seq:
-                self.best[user] = ModelState(version, seq, h[j], c[j], cat[j], kind[j], win_ts[j])
-                self.computed.add(user)
-
-    def _collect_writes(self) -> None:
-        users = [u for u in self.computed if (self.plan.stored_seq.get(u) or 0) < self.best[u].seq]
+    def _collect_writes(self, rows: _Rows, out: StepOutput, summary: tuple[np.ndarray, ...]) -> None:
+        """Each user's newest state (the row ending at its highest seq), unless Redis holds it."""
+        newest: dict[str, tuple[int, int]] = {}  # user -> (seq, row)
+        for r, i in enumerate(rows.tail):
+            item = self.items[i]
+            seq = item.result.seq
+            known = newest.get(item.user_key)
+            if known is None or seq > known[0]:
+                newest[item.user_key] = (seq, r)
+        users = [u for u, (seq, _) in newest.items() if (self.plan.stored_seq.get(u) or 0) < seq]
         if not users:
             return
-        states = [self.best[u] for u in users]
-        blobs = encode_states(
-            self.model.version,
-            [s.seq for s in states],
-            np.array([s.h for s in states]),
-            np.array([s.c for s in states]),
-            np.array([s.cat for s in states]),
-            np.array([s.kind for s in states]),
-            np.array([s.ts for s in states]),
-        )
-        self.out.state_writes = [StateWrite(u, s.seq, b) for u, s, b in zip(users, states, blobs, strict=True)]
-        self.out.new_states = states
+        picked = [newest[u][1] for u in users]
+        tails = [rows.tail[r] for r in picked]
+        seqs = [newest[u][0] for u in users]
+        h, c = out.h[0, picked], out.c[0, picked]
+        cat, kind, ts = (a[tails] for a in summary)
+        version = self.model.version
+        self.out.state_writes = [
+            StateWrite(u, seq, blob)
+            for u, seq, blob in zip(users, seqs, encode_states(version, seqs, h, c, cat, kind, ts), strict=True)
+        ]
+        self.out.new_states = [
+            ModelState(version, seq, h[j], c[j], cat[j], kind[j], ts[j]) for j, seq in enumerate(seqs)
+        ]
 
 
 def run_batch(

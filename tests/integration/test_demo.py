@@ -15,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from support.models import publish_model
 
 from stream.demo.model import DemoTraining, ensure_demo_model
 from stream.devinfra.processes import pid_alive
 from stream.registry import ModelRegistry
+from stream.registry.manifest import FORMAT_VERSION, MANIFEST_NAME
 
 DEMANDSTREAM = Path(sys.executable).parent / "demandstream"
 INFRA_LINE = re.compile(r"tansu pid (\d+) at \S+, redis-server pid (\d+) at")
@@ -103,3 +105,10 @@ def test_an_empty_demo_registry_gets_a_trained_promoted_model_that_is_then_reuse
     assert (tmp_path / "train.jsonl").read_bytes().count(b"\n") == 2_500
     assert ensure_demo_model(tmp_path, config=config) == version  # reused, not retrained
     assert registry.versions() == [version]
+
+    # A model of an older serving format (a workdir from an earlier release) is replaced.
+    manifest_path = registry.version_dir(version) / MANIFEST_NAME
+    manifest_path.write_bytes(msgspec.structs.replace(registry.manifest(version), format_version=1).to_json())
+    newer = ensure_demo_model(tmp_path, config=config)
+    assert newer != version and registry.current_version() == newer
+    assert registry.manifest(newer).format_version == FORMAT_VERSION

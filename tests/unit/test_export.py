@@ -148,10 +148,13 @@ def test_dynamic_batch_gives_the_same_results_as_single_rows(staged: tuple[Manif
     rng = np.random.default_rng(0)
     h0 = rng.normal(size=(1, 7, loaded.hidden)).astype(np.float32) * 0.3
     c0 = rng.normal(size=(1, 7, loaded.hidden)).astype(np.float32) * 0.3
-    batch = loaded.step(steps, h0, c0, *wins)
+    ones, rows = np.ones(7, dtype=np.int64), np.arange(7)
+    batch = loaded.step(steps, ones, h0, c0, rows, *wins)
     assert batch.scores.shape == (7, TOP_K) and batch.h.shape == (1, 7, loaded.hidden)
     for i in range(7):
-        one = loaded.step(steps[i : i + 1], h0[:, i : i + 1], c0[:, i : i + 1], *(w[i : i + 1] for w in wins))
+        one = loaded.step(
+            steps[i : i + 1], ones[:1], h0[:, i : i + 1], c0[:, i : i + 1], rows[:1], *(w[i : i + 1] for w in wins)
+        )
         np.testing.assert_allclose(one.scores[0], batch.scores[i], atol=1e-6)
         np.testing.assert_array_equal(one.categories[0], batch.categories[i])
         np.testing.assert_allclose(one.intent[0], batch.intent[i], atol=1e-6)
@@ -162,26 +165,41 @@ def test_dynamic_batch_gives_the_same_results_as_single_rows(staged: tuple[Manif
 
 
 def test_several_steps_in_one_call_equal_stepping_one_by_one(staged: tuple[Manifest, LoadedModel, Path]) -> None:
+    """Rows of different lengths share one call: each row's (h, c) is its state after its own
+    last step (padding moves nothing) and every picked step predicts what stepping predicts."""
     _, loaded, _ = staged
     histories = [h for h in generated_histories(users=12, seed=5, max_len=40) if len(h) >= 6][:3]
     assert len(histories) == 3
-    s = 5
+    lengths = np.array([5, 2, 4], dtype=np.int64)
+    s = int(lengths.max())
     encoded = [encode_for_serving(loaded, h) for h in histories]
-    # one call with S=5 new events; the window is the one after the last of them
-    steps = np.stack([e[0][:s] for e in encoded])
-    last_wins = [np.stack([e[1][j][s - 1] for e in encoded]) for j in range(3)]
+    steps = np.zeros((3, s, encoded[0][0].shape[1]), dtype=np.int64)
+    for row, (e, n) in enumerate(zip(encoded, lengths, strict=True)):
+        steps[row, :n] = e[0][:n]
+    picked = [(row, t) for row, n in enumerate(lengths) for t in range(n)]
+    positions = np.array([row * s + t for row, t in picked])
+    wins = [np.stack([encoded[row][1][j][t] for row, t in picked]) for j in range(3)]
     h, c = loaded.zero_state(3)
-    many = loaded.step(steps, h, c, *last_wins)
-    # five calls with S=1, carrying (h, c)
-    for t in range(s):
-        wins = [np.stack([e[1][j][t] for e in encoded]) for j in range(3)]
-        out = loaded.step(steps[:, t : t + 1], h, c, *wins)
-        h, c = out.h, out.c
-    np.testing.assert_allclose(many.h, out.h, atol=1e-5)
-    np.testing.assert_allclose(many.c, out.c, atol=1e-5)
-    np.testing.assert_allclose(many.scores, out.scores, atol=1e-5)
-    np.testing.assert_allclose(many.intent, out.intent, atol=1e-5)
-    np.testing.assert_array_equal(many.categories, out.categories)
+    many = loaded.step(steps, lengths, h, c, positions, *wins)
+    assert many.scores.shape == (len(picked), TOP_K)
+    # one call per step, carrying (h, c), each row only as far as its own length
+    for row, n in enumerate(lengths):
+        h1, c1 = loaded.zero_state(1)
+        for t in range(n):
+            out = loaded.step(
+                steps[row : row + 1, t : t + 1], np.ones(1, dtype=np.int64), h1, c1, np.zeros(1, dtype=np.int64),
+                *(np.stack([encoded[row][1][j][t]]) for j in range(3)),
+            )  # fmt: skip
+            h1, c1 = out.h, out.c
+            k = picked.index((row, t))
+            np.testing.assert_allclose(many.scores[k], out.scores[0], atol=1e-5)
+            np.testing.assert_allclose(many.intent[k], out.intent[0], atol=1e-5)
+            np.testing.assert_array_equal(many.categories[k], out.categories[0])
+        np.testing.assert_allclose(many.h[0, row], h1[0, 0], atol=1e-5)
+        np.testing.assert_allclose(many.c[0, row], c1[0, 0], atol=1e-5)
+    # the short row's state would differ had the padded steps been run
+    padded = loaded.step(steps, np.full(3, s), h, c, positions, *wins)
+    assert not np.allclose(padded.h[0, 1], many.h[0, 1], atol=1e-3)
 
 
 def test_export_fails_when_the_graph_does_not_reproduce_the_model(

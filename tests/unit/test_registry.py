@@ -58,7 +58,8 @@ def test_published_version_verifies_and_serves(reg: ModelRegistry) -> None:
     spec = model.manifest.feature_spec
     h, c = model.zero_state(3)
     win = np.zeros((3, spec.window), dtype=np.int64)
-    out = model.step(np.zeros((3, 1, spec.step_width), dtype=np.int64), h, c, win, win, win)
+    steps = np.zeros((3, 1, spec.step_width), dtype=np.int64)
+    out = model.step(steps, np.ones(3, dtype=np.int64), h, c, np.arange(3), win, win, win)
     assert out.scores.shape == (3, model.manifest.top_k)
     assert out.h.shape == (1, 3, model.hidden)
     assert reg.versions() == ["v1", "v2", "w20"]
@@ -97,6 +98,13 @@ def test_graph_exported_for_another_window_is_refused(reg: ModelRegistry) -> Non
     shutil.copy2(reg.version_dir("w20") / MODEL_FILE, reg.version_dir("v1") / MODEL_FILE)
     rewrite_manifest(reg, "v1")
     with pytest.raises(ModelVerificationError, match="win_cat has shape"):
+        LoadedModel.load(reg, "v1")
+
+
+def test_model_of_the_older_serving_format_is_refused_with_the_way_out(reg: ModelRegistry) -> None:
+    """Format 1 graphs predicted at the last step of each row only; a worker cannot serve them."""
+    rewrite_manifest(reg, "v1", format_version=1)
+    with pytest.raises(ModelVerificationError, match=r"manifest format 1.*export the model again"):
         LoadedModel.load(reg, "v1")
 
 

@@ -16,7 +16,7 @@ from stream.contracts import Event
 from stream.registry import LoadedModel, ModelRegistry
 from stream.store import AppendResult, Window
 from stream.worker.state_codec import decode_state, encode_state
-from stream.worker.stepper import RebuildReason, StepInput, assign_rounds, plan_batch, run_batch
+from stream.worker.stepper import RebuildReason, StepInput, plan_batch, run_batch
 from stream.worker.window_codec import decode_rows, encode_row
 
 
@@ -70,10 +70,6 @@ def process(
     return out.scores, out.categories, plan.reasons, out.model_calls
 
 
-def test_rounds_are_occurrence_indices() -> None:
-    assert assign_rounds(["a", "b", "a", "c", "a", "b"]).tolist() == [0, 0, 1, 0, 2, 1]
-
-
 def test_incremental_steps_equal_rebuilds_from_the_window(model: LoadedModel) -> None:
     history = generated_histories(users=1, seed=5, max_len=40)[0][:25]
     assert len(history) > model.manifest.feature_spec.window  # exercises the summary's shifting
@@ -88,7 +84,7 @@ def test_incremental_steps_equal_rebuilds_from_the_window(model: LoadedModel) ->
         np.testing.assert_allclose(fast_scores, slow_scores, rtol=1e-4, atol=1e-6)
 
 
-def test_one_batch_with_rounds_equals_event_by_event(model: LoadedModel) -> None:
+def test_one_batch_in_one_call_equals_event_by_event(model: LoadedModel) -> None:
     histories = generated_histories(users=3, seed=9, max_len=12)
     events = [e for h in histories for e in h[:4]]  # grouped by user: several per user in a batch
     one_by_one: dict[str, FakeUser] = {}
@@ -96,8 +92,8 @@ def test_one_batch_with_rounds_equals_event_by_event(model: LoadedModel) -> None
     batched: dict[str, FakeUser] = {}
     scores, _, reasons, calls = process(model, batched, events)
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6)
-    # Round 0 rebuilds every user (equal prefix length: one call); rounds 1..3 are fast.
-    assert calls == 4
+    # Each user's first event is rebuilt, its next three stepped: all in one model call.
+    assert calls == 1
     assert reasons.count(RebuildReason.MISSING) == 3 and reasons.count(None) == len(events) - 3
     for user in batched.values():
         assert user.state_seq == len(user.events) == decode_state(user.state or b"").seq
@@ -159,3 +155,36 @@ def test_a_held_state_stands_in_for_the_blob_redis_did_not_send(model: LoadedMod
     # A held state of another seq is not used: the event is rebuilt from the window.
     stale = {user.user: held[user.user]._replace(seq=2)}
     assert plan_batch([bare], model.version, held=stale)[0].reasons == [RebuildReason.MISSING]
+
+
+def test_a_mixed_batch_in_one_call_equals_event_by_event(model: LoadedModel) -> None:
+    """Replays, rebuilds and stepped chains of several users, interleaved, share one call and
+    predict exactly what feeding the same events one at a time predicts."""
+    histories = [h for h in generated_histories(users=6, seed=21, max_len=30) if len(h) >= 10][:3]
+    assert len(histories) == 3
+    a, b, c = histories
+
+    def prepared() -> dict[str, FakeUser]:
+        users: dict[str, FakeUser] = {}
+        for h in histories:
+            process(model, users, h[:5])
+        users[c[0].user_id].events.append(c[5])  # a lost state write: c's state is one event behind
+        return users
+
+    # a: a replay then two new events; b: three new events from its stored state; c: stale.
+    batch = [a[3], b[5], c[6], a[5], b[6], a[6], c[7], b[7]]
+    one_by_one = prepared()
+    expected = [process(model, one_by_one, [e]) for e in batch]
+    batched = prepared()
+    scores, cats, reasons, calls = process(model, batched, batch)
+    assert calls == 1
+    assert reasons == [r for _, _, (r,), _ in expected]
+    assert reasons[:3] == [RebuildReason.REPLAY, None, RebuildReason.STALE]
+    np.testing.assert_allclose(scores, np.concatenate([s for s, *_ in expected]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(cats, np.concatenate([k for _, k, *_ in expected]))
+    for user, alone in zip(batched.values(), one_by_one.values(), strict=True):
+        got, want = decode_state(user.state or b""), decode_state(alone.state or b"")
+        assert got.seq == want.seq == len(user.events)
+        np.testing.assert_allclose(got.h, want.h, atol=1e-5)
+        np.testing.assert_array_equal(got.cat, want.cat)
+        np.testing.assert_array_equal(got.ts, want.ts)
