@@ -26,6 +26,7 @@ import onnxruntime as ort
 
 from bench.common import HIDDEN, N_CATEGORIES, export_model, write_results
 from stream.features import FeatureSpec
+from stream.worker.stepper import group_rows
 
 logger = logging.getLogger("bench.model_bench")
 BATCH = 256
@@ -52,6 +53,27 @@ def _feeds(
         "win_type": rng.integers(1, 7, size=(batch, spec.window)).astype(np.int64),
         "win_age": rng.integers(1, 12, size=(batch, spec.window)).astype(np.int64),
     }
+
+
+def _ragged_feeds(lengths: np.ndarray, hidden: int, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Rows of the given lengths, one prediction each at its last step (a rebuild's shape)."""
+    feeds = _feeds(len(lengths), hidden, spec)
+    width = int(lengths.max())
+    steps = np.repeat(feeds["steps"], width, axis=1)
+    last = np.arange(len(lengths)) * width + lengths - 1
+    return {**feeds, "steps": steps, "lengths": lengths, "positions": last}
+
+
+def _grouped_us(session: Any, lengths: np.ndarray, hidden: int, spec: FeatureSpec, reps: int) -> float:
+    """µs per row of the rows run as the worker groups them (stepper.group_rows), one call each."""
+    calls = [_ragged_feeds(lengths[group], hidden, spec) for group in group_rows(lengths)]
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        for feeds in calls:
+            session.run(None, feeds)
+        times.append(time.perf_counter() - started)
+    return 1e6 * float(np.median(times)) / len(lengths)
 
 
 def _session(path: Path, threads: int, level: ort.GraphOptimizationLevel, profile: str | None = None) -> Any:
@@ -118,6 +140,11 @@ def main(hidden: int, reps: int) -> None:
     by_batch = {b: _us_per_event(_session(path, 1, every), _feeds(b, hidden, spec), reps) for b in (1, 16, 64, BATCH)}
     # The worker's case: a micro-batch where some users have several events, as one call.
     shared = {u: _us_per_event(sparse_session, _feeds(BATCH, hidden, spec, users=u), reps) for u in (190, 100)}
+    # One rebuilt window among one-step rows: padded into one call, or grouped by length.
+    ragged = np.ones(200, dtype=np.int64)
+    ragged[0] = spec.window
+    ragged_one = _us_per_event(sparse_session, _ragged_feeds(ragged, hidden, spec), reps)
+    ragged_grouped = _grouped_us(sparse_session, ragged, hidden, spec, reps)
     session = _session(path, 1, every, profile=str(workdir / "ortprof"))
     runs = 20
     for _ in range(runs):
@@ -139,6 +166,7 @@ def main(hidden: int, reps: int) -> None:
                "side_by_side": comparison,
                "us_per_event_by_options": options, "us_per_event_by_batch": by_batch,
                "us_per_event_by_users_at_batch": shared,
+               "ragged_rows_us_per_row": {"one_call": ragged_one, "grouped": ragged_grouped},
                "kernel_us_per_event": total, "by_op": dict(top_ops), "by_node": dict(top_nodes),
                "model_bytes": path.stat().st_size, "load_average": os.getloadavg()}  # fmt: skip
     rows = [
@@ -149,6 +177,8 @@ def main(hidden: int, reps: int) -> None:
         *[(f"B={BATCH} {name}", f"{us:.1f} µs/event") for name, us in options.items()],
         *[(f"B={b} threads=1 opt=all", f"{us:.1f} µs/event") for b, us in by_batch.items()],
         *[(f"B={BATCH} events of {u} users, one call", f"{us:.1f} µs/event") for u, us in shared.items()],
+        (f"ragged rows (199 x 1 step + 1 x {spec.window}), one call", f"{ragged_one:.1f} µs/row"),
+        (f"ragged rows, grouped by length ({len(group_rows(ragged))} calls)", f"{ragged_grouped:.1f} µs/row"),
         ("kernel time (profile), B=256", f"{total:.1f} µs/event"),
         *[(f"  op {op}", f"{us:.1f} µs/event ({100 * us / total:.0f}%)") for op, us in top_ops],
         *[(f"  node {node}", f"{us:.1f} µs/event") for node, us in top_nodes],

@@ -1,4 +1,4 @@
-"""The model work of one micro-batch: pick FAST or REBUILD per event, then ONE model call.
+"""The model work of one micro-batch: pick FAST or REBUILD per event, then one model call.
 
 Pure computation (no I/O), so the decisions are unit-testable. The service does the Redis
 round trips around it: ``append_batch`` before :func:`plan_batch`, one ``read_windows`` for
@@ -12,8 +12,9 @@ so a replayed event gets the prediction it got the first time and never steps a 
 
 The batch becomes rows of one call (:class:`_Rows`): a row starts at a stored state or at zero
 (a REBUILD event, its window prefix first) and goes on through the FAST events that follow it,
-so a user with several events in the batch still costs one row, and the whole batch one
-onnxruntime call whatever the mix.
+so a user with several events in the batch still costs one row, and a batch of FAST events one
+onnxruntime call. Rows much longer than the rest (rebuilt windows) get calls of their own
+(:func:`group_rows`): the LSTM runs every row of a call as long as its longest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from stream.features import FeatureSpec, StaticColumn
 from stream.features.encode import age_buckets, hour_buckets, target_column
-from stream.registry import LoadedModel, StepOutput
+from stream.registry import LoadedModel
 from stream.store import AppendResult, StateWrite, Window
 from stream.worker.exceptions import CodecError
 from stream.worker.state_codec import ModelState, decode_state, encode_states
@@ -128,6 +129,39 @@ def plan_batch(
             best[user] = (version, result.seq)
     rebuild_users = list(dict.fromkeys(it.user_key for it, r in zip(items, reasons, strict=True) if r is not None))
     return BatchPlan(reasons=reasons, stored=stored, stored_seq=stored_seq), rebuild_users
+
+
+# What a model call costs beyond its LSTM steps, in row-steps (one row, one LSTM step: ~2.3 µs
+# here): onnxruntime's fixed cost per run (~0.17 ms) and the per-call slicing. Measured by
+# bench.model_bench ("ragged rows" lines).
+CALL_COST_STEPS = 100
+
+
+def group_rows(lengths: np.ndarray, call_cost: int = CALL_COST_STEPS) -> list[np.ndarray]:
+    """Rows of a batch cut into model calls so that padding costs little.
+
+    A call runs every row for as many LSTM steps as its longest row: one rebuilt 100-event window
+    among 200 one-step rows would make the call's LSTM work 50 times what it needs. Rows sorted by
+    length are cut into contiguous groups minimising ``sum(call_cost + rows * longest)``; a batch
+    of FAST events (one to a few steps per user) stays one call.
+
+    >>> [g.tolist() for g in group_rows(np.array([1, 1, 2, 1]))]
+    [[0, 1, 2, 3]]
+    >>> [g.tolist() for g in group_rows(np.array([1, 100, 1, 2]))]
+    [[0, 2, 3], [1]]
+    """
+    distinct, inverse, counts = np.unique(lengths, return_inverse=True, return_counts=True)
+    sizes, below = distinct.tolist(), np.concatenate([[0], np.cumsum(counts)]).tolist()
+    best, cut = [0] + [0] * len(sizes), [0] * (len(sizes) + 1)
+    for j in range(1, len(sizes) + 1):  # best[j]: the first j distinct lengths, grouped
+        options = [(best[i - 1] + call_cost + (below[j] - below[i - 1]) * sizes[j - 1], i) for i in range(1, j + 1)]
+        best[j], cut[j] = min(options)
+    groups, j = [], len(sizes)
+    while j > 0:
+        i = cut[j]
+        groups.append(np.flatnonzero((inverse >= i - 1) & (inverse <= j - 1)))
+        j = i - 1
+    return groups[::-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,20 +300,29 @@ class _BatchRunner:
         win_ts = windows(ts, w, axis=1)[at_row, at_step + 1, ::-1]
         ages = np.where(win_kind > 0, age_buckets(self.ts[:, None] - win_ts, spec), 0)
 
-        started = time.perf_counter()
-        out = self.model.step(
-            steps, np.asarray(rows.lengths, dtype=np.int64), h0, c0, at_row * width + at_step, win_cat, win_kind, ages
-        )
-        self.out.onnx_seconds += time.perf_counter() - started
-        self.out.model_calls += 1
-        self.out.scores[:] = out.scores
-        self.out.categories[:] = out.categories
-        self.out.intent[:] = out.intent
+        lengths = np.asarray(rows.lengths, dtype=np.int64)
+        h1, c1 = np.empty_like(h0), np.empty_like(c0)
+        local = np.empty(n_rows, dtype=np.int64)  # row -> its index within its call
+        for group in group_rows(lengths):
+            local[group] = np.arange(len(group))
+            events = np.flatnonzero(np.isin(at_row, group))
+            group_width = int(lengths[group].max())
+            started = time.perf_counter()
+            out = self.model.step(
+                steps[group, :group_width], lengths[group], h0[:, group], c0[:, group],
+                local[at_row[events]] * group_width + at_step[events], win_cat[events], win_kind[events], ages[events],
+            )  # fmt: skip
+            self.out.onnx_seconds += time.perf_counter() - started
+            self.out.model_calls += 1
+            self.out.scores[events] = out.scores
+            self.out.categories[events] = out.categories
+            self.out.intent[events] = out.intent
+            h1[:, group], c1[:, group] = out.h, out.c
         from_window = np.fromiter((r is not None for r in self.plan.reasons), dtype=bool, count=len(self.items))
         reported = np.fromiter((it.result.window_len for it in self.items), dtype=np.int64, count=len(self.items))
         # A rebuilt event saw its window prefix; a stepped one the window Redis reported.
         self.out.history_len[:] = np.where(from_window, at_step + 1, reported)
-        self._collect_writes(rows, out, (win_cat, win_kind, win_ts))
+        self._collect_writes(rows, h1[0], c1[0], (win_cat, win_kind, win_ts))
 
     def _window(self, user: str) -> _DecodedWindow:
         decoded = self._decoded.get(user)
@@ -298,7 +341,7 @@ class _BatchRunner:
             self._decoded[user] = decoded
         return decoded
 
-    def _collect_writes(self, rows: _Rows, out: StepOutput, summary: tuple[np.ndarray, ...]) -> None:
+    def _collect_writes(self, rows: _Rows, h1: np.ndarray, c1: np.ndarray, summary: tuple[np.ndarray, ...]) -> None:
         """Each user's newest state (the row ending at its highest seq), unless Redis holds it."""
         newest: dict[str, tuple[int, int]] = {}  # user -> (seq, row)
         for r, i in enumerate(rows.tail):
@@ -313,7 +356,7 @@ class _BatchRunner:
         picked = [newest[u][1] for u in users]
         tails = [rows.tail[r] for r in picked]
         seqs = [newest[u][0] for u in users]
-        h, c = out.h[0, picked], out.c[0, picked]
+        h, c = h1[picked], c1[picked]
         cat, kind, ts = (a[tails] for a in summary)
         version = self.model.version
         self.out.state_writes = [

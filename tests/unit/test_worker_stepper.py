@@ -188,3 +188,28 @@ def test_a_mixed_batch_in_one_call_equals_event_by_event(model: LoadedModel) -> 
         np.testing.assert_allclose(got.h, want.h, atol=1e-5)
         np.testing.assert_array_equal(got.cat, want.cat)
         np.testing.assert_array_equal(got.ts, want.ts)
+
+
+def test_a_long_rebuild_gets_its_own_call_and_changes_nothing(model: LoadedModel) -> None:
+    """A rebuilt 40-event window next to one-step rows: two calls (padding every row to 40 steps
+    would cost more), and the same predictions as one event at a time."""
+    histories = generated_histories(users=12, seed=8, max_len=60)
+    long = next(h for h in histories if len(h) >= 42)
+    short = [h for h in histories if h is not long and len(h) >= 3][:5]
+    assert len(short) == 5
+
+    def prepared() -> dict[str, FakeUser]:
+        users: dict[str, FakeUser] = {}
+        process(model, users, long[:40])
+        for h in short:
+            process(model, users, h[:2])
+        users[long[0].user_id].events.append(long[40])  # a lost state write: rebuilt from the window
+        return users
+
+    batch = [long[41], *(h[2] for h in short)]
+    one_by_one = prepared()
+    expected = [process(model, one_by_one, [e]) for e in batch]
+    scores, _, reasons, calls = process(model, prepared(), batch)
+    assert reasons == [RebuildReason.STALE, *[None] * 5]
+    assert calls == 2
+    np.testing.assert_allclose(scores, np.concatenate([s for s, *_ in expected]), rtol=1e-4, atol=1e-6)
