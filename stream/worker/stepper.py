@@ -131,10 +131,12 @@ def plan_batch(
     return BatchPlan(reasons=reasons, stored=stored, stored_seq=stored_seq), rebuild_users
 
 
-# What a model call costs beyond its LSTM steps, in row-steps (one row, one LSTM step: ~2.3 µs
-# here): onnxruntime's fixed cost per run (~0.17 ms) and the per-call slicing. Measured by
-# bench.model_bench ("ragged rows" lines).
-CALL_COST_STEPS = 100
+# What a model call costs beyond its LSTM steps, in row-steps (one row, one LSTM step). Measured:
+# onnxruntime's fixed cost per run is ~0.17 ms and a padded step ~1-2 µs; but splitting a batch of
+# FAST rows (1-4 steps each) into two calls was no faster than one call (alternating runs), so the
+# cost is set high enough that such batches stay one call, while a rebuilt window next to them
+# still gets a call of its own (bench.model_bench "ragged rows": 7.6x less than padding every row).
+CALL_COST_STEPS = 1_000
 
 
 def group_rows(lengths: np.ndarray, call_cost: int = CALL_COST_STEPS) -> list[np.ndarray]:
@@ -145,10 +147,10 @@ def group_rows(lengths: np.ndarray, call_cost: int = CALL_COST_STEPS) -> list[np
     length are cut into contiguous groups minimising ``sum(call_cost + rows * longest)``; a batch
     of FAST events (one to a few steps per user) stays one call.
 
-    >>> [g.tolist() for g in group_rows(np.array([1, 1, 2, 1]))]
-    [[0, 1, 2, 3]]
-    >>> [g.tolist() for g in group_rows(np.array([1, 100, 1, 2]))]
-    [[0, 2, 3], [1]]
+    >>> [g.tolist() for g in group_rows(np.array([1, 1, 2, 1, 4]))]
+    [[0, 1, 2, 3, 4]]
+    >>> [g.tolist() for g in group_rows(np.array([1, 100, 2] + [1] * 20))][1]
+    [1]
     """
     distinct, inverse, counts = np.unique(lengths, return_inverse=True, return_counts=True)
     sizes, below = distinct.tolist(), np.concatenate([[0], np.cumsum(counts)]).tolist()

@@ -191,12 +191,12 @@ def test_a_mixed_batch_in_one_call_equals_event_by_event(model: LoadedModel) -> 
 
 
 def test_a_long_rebuild_gets_its_own_call_and_changes_nothing(model: LoadedModel) -> None:
-    """A rebuilt 40-event window next to one-step rows: two calls (padding every row to 40 steps
-    would cost more), and the same predictions as one event at a time."""
-    histories = generated_histories(users=12, seed=8, max_len=60)
+    """A rebuilt 40-event window next to 40 one-step rows: two calls (padding every row to 40
+    steps would cost more), and the same predictions as one event at a time."""
+    histories = generated_histories(users=80, seed=8, max_len=60)
     long = next(h for h in histories if len(h) >= 42)
-    short = [h for h in histories if h is not long and len(h) >= 3][:5]
-    assert len(short) == 5
+    short = [h for h in histories if h is not long and len(h) >= 3][:40]
+    assert len(short) == 40
 
     def prepared() -> dict[str, FakeUser]:
         users: dict[str, FakeUser] = {}
@@ -210,6 +210,6 @@ def test_a_long_rebuild_gets_its_own_call_and_changes_nothing(model: LoadedModel
     one_by_one = prepared()
     expected = [process(model, one_by_one, [e]) for e in batch]
     scores, _, reasons, calls = process(model, prepared(), batch)
-    assert reasons == [RebuildReason.STALE, *[None] * 5]
+    assert reasons == [RebuildReason.STALE, *[None] * 40]
     assert calls == 2
     np.testing.assert_allclose(scores, np.concatenate([s for s, *_ in expected]), rtol=1e-4, atol=1e-6)
