@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_excepti
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
+from stream.features.text import load_segmenter
 from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
 from stream.store import StoreUnavailable, WindowAppend, WindowStore
@@ -108,8 +109,9 @@ class Worker:
         await self.watcher.poll_once()
         if self.watcher.model is None:
             raise NoModelError(f"no servable model in registry {settings.model_registry}")
-        # Everything allocated so far (imported modules, the model) lives as long as the worker:
-        # moved out of the collector's view, full collections stop scanning it. Over the worker's
+        load_segmenter()  # jieba's dictionary, before the first text event needs it (and frozen below)
+        # Everything allocated so far (imported modules, the model, jieba's dictionary) lives as
+        # long as the worker: moved out of the collector's view, full collections stop scanning it. Over the worker's
         # ~78k startup objects one took ~47 ms here, a pause every event in flight would wait out.
         # Collected first, so that no garbage is frozen for good.
         gc.collect()

@@ -207,6 +207,14 @@ def test_text_tokens_segment_lowercase_dedupe_and_pad() -> None:
     assert sorted(t for t in ids if t) == list(range(1, 16)) and ids[15:] == [0] * 25
 
 
+def test_load_segmenter_loads_the_dictionary_before_any_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream.features import text
+
+    monkeypatch.setattr(text, "_tokenizer", None)  # as in a fresh worker process
+    text.load_segmenter()
+    assert text._tokenizer is not None and text._tokenizer.initialized
+
+
 def test_text_tokens_are_stable_across_processes() -> None:
     """Python's own str hash is salted per process; the featurizer must not depend on it."""
     texts = ["蓝牙耳机 降噪", "电池不耐用，发热严重", "wireless earbuds", "连衣裙 夏季 2024"]
