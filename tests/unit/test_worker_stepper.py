@@ -7,17 +7,23 @@ exact values ``append_batch`` / ``read_windows`` would return, so these stay uni
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
-from support.models import generated_histories, publish_model
+import torch
+from support.models import CATEGORIES, ITEMS, generated_histories, publish_model
 
 from stream.contracts import Event
+from stream.features import FeatureSpec, Vocabulary
 from stream.registry import LoadedModel, ModelRegistry
 from stream.store import AppendResult, Window
 from stream.worker.state_codec import decode_state, encode_state
 from stream.worker.stepper import RebuildReason, StepInput, plan_batch, run_batch
 from stream.worker.window_codec import decode_rows, encode_row
+from training.export import export_to_registry
+from training.model import DemandLSTM, ModelConfig
+from training.onnx_eval import step_through_histories
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +219,24 @@ def test_a_long_rebuild_gets_its_own_call_and_changes_nothing(model: LoadedModel
     assert reasons == [RebuildReason.STALE, *[None] * 40]
     assert calls == 2
     np.testing.assert_allclose(scores, np.concatenate([s for s, *_ in expected]), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["category", "item"])
+def test_the_worker_predicts_what_the_trainers_evaluation_predicts(tmp_path: Path, target: str) -> None:
+    """Serving and training read the same window column: an item model's pointer reads items."""
+    torch.manual_seed(3)
+    categories, items = Vocabulary(CATEGORIES), Vocabulary(ITEMS)
+    spec = FeatureSpec(window=12, text_tokens=3, text_buckets=256, target=target)  # type: ignore[arg-type]
+    config = ModelConfig(len(categories), len(items), hidden=16, cat_dim=8, pointer_dim=8, target=target)
+    registry = ModelRegistry(tmp_path)
+    export_to_registry(registry, DemandLSTM(spec, config), categories, items, version="t", top_k=5,
+                       parity_histories=generated_histories(users=3, seed=1), extra={})  # fmt: skip
+    served = LoadedModel.load(registry, "t")
+    history = generated_histories(users=1, seed=11, max_len=40)[0][:20]
+    ((expected, expected_ids, _),) = step_through_histories(served, [history])
+    stepped: dict[str, FakeUser] = {}
+    one_by_one = [process(served, stepped, [e]) for e in history]
+    np.testing.assert_allclose(np.concatenate([s for s, *_ in one_by_one]), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([k for _, k, *_ in one_by_one]), expected_ids)
+    batch_scores, *_ = process(served, {}, history)  # the whole history as one batch
+    np.testing.assert_allclose(batch_scores, expected, rtol=1e-4, atol=1e-6)
