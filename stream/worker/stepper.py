@@ -193,6 +193,16 @@ class _Rows:
     tail: list[int]  # per row: its last event
 
 
+class _CallInputs(NamedTuple):
+    steps: np.ndarray  # (rows, longest row, step_width)
+    h0: np.ndarray  # (1, rows, hidden)
+    c0: np.ndarray
+    win_cat: np.ndarray  # (events, window): each event's pointer window, most recent first
+    win_kind: np.ndarray
+    win_ts: np.ndarray
+    ages: np.ndarray
+
+
 class _BatchRunner:
     """State of one :func:`run_batch` call."""
 
@@ -221,7 +231,7 @@ class _BatchRunner:
         if not self.items:
             return self.out
         rows = self._assign_rows()
-        self._call(rows)
+        self._run_calls(rows, self._call_inputs(rows))
         return self.out
 
     def _assign_rows(self) -> _Rows:
@@ -252,7 +262,8 @@ class _BatchRunner:
             tail_of[(user, seq)] = r
         return rows
 
-    def _call(self, rows: _Rows) -> None:
+    def _call_inputs(self, rows: _Rows) -> _CallInputs:
+        """The model inputs of every row and event, padded to the longest row."""
         spec, w, n_rows = self.spec, self.spec.window, len(rows.lengths)
         width = max(rows.lengths)
         target = target_column(spec)
@@ -302,17 +313,23 @@ class _BatchRunner:
         win_ts = windows(ts, w, axis=1)[at_row, at_step + 1, ::-1]
         ages = np.where(win_kind > 0, age_buckets(self.ts[:, None] - win_ts, spec), 0)
 
+        return _CallInputs(steps, h0, c0, win_cat, win_kind, win_ts, ages)
+
+    def _run_calls(self, rows: _Rows, inputs: _CallInputs) -> None:
+        """One onnxruntime call per group of rows (:func:`group_rows`; one in the usual batch)."""
+        at_row, at_step = rows.row, rows.step
         lengths = np.asarray(rows.lengths, dtype=np.int64)
-        h1, c1 = np.empty_like(h0), np.empty_like(c0)
-        local = np.empty(n_rows, dtype=np.int64)  # row -> its index within its call
+        h1, c1 = np.empty_like(inputs.h0), np.empty_like(inputs.c0)
+        local = np.empty(len(lengths), dtype=np.int64)  # row -> its index within its call
         for group in group_rows(lengths):
             local[group] = np.arange(len(group))
             events = np.flatnonzero(np.isin(at_row, group))
             group_width = int(lengths[group].max())
             started = time.perf_counter()
             out = self.model.step(
-                steps[group, :group_width], lengths[group], h0[:, group], c0[:, group],
-                local[at_row[events]] * group_width + at_step[events], win_cat[events], win_kind[events], ages[events],
+                inputs.steps[group, :group_width], lengths[group], inputs.h0[:, group], inputs.c0[:, group],
+                local[at_row[events]] * group_width + at_step[events],
+                inputs.win_cat[events], inputs.win_kind[events], inputs.ages[events],
             )  # fmt: skip
             self.out.onnx_seconds += time.perf_counter() - started
             self.out.model_calls += 1
@@ -324,7 +341,7 @@ class _BatchRunner:
         reported = np.fromiter((it.result.window_len for it in self.items), dtype=np.int64, count=len(self.items))
         # A rebuilt event saw its window prefix; a stepped one the window Redis reported.
         self.out.history_len[:] = np.where(from_window, at_step + 1, reported)
-        self._collect_writes(rows, h1[0], c1[0], (win_cat, win_kind, win_ts))
+        self._collect_writes(rows, h1[0], c1[0], (inputs.win_cat, inputs.win_kind, inputs.win_ts))
 
     def _window(self, user: str) -> _DecodedWindow:
         decoded = self._decoded.get(user)
