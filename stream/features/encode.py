@@ -91,14 +91,20 @@ def gap_buckets(ts_ms: np.ndarray, prev_ts_ms: int | None, spec: FeatureSpec) ->
     """
     ts = np.asarray(ts_ms, dtype=np.int64)
     prev = np.empty_like(ts)
+    has_prev = np.ones(ts.shape, dtype=bool)
     if ts.size:
         prev[1:] = ts[:-1]
         prev[0] = ts[0] if prev_ts_ms is None else prev_ts_ms
-    gaps_s = np.maximum(ts - prev, 0) / _MS
-    buckets: np.ndarray = np.searchsorted(np.asarray(spec.gap_edges_s), gaps_s, side="right").astype(np.int64) + 1
-    if prev_ts_ms is None and ts.size:
-        buckets[0] = 0
-    return buckets
+        has_prev[0] = prev_ts_ms is not None
+    return gap_buckets_after(ts, prev, has_prev, spec)
+
+
+def gap_buckets_after(ts_ms: np.ndarray, prev_ts_ms: np.ndarray, has_prev: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """:func:`gap_buckets` for events of any shape, each with its previous event's time given
+    (the worker's padded rows); 0 where ``has_prev`` is False."""
+    gaps_s = np.maximum(np.asarray(ts_ms, dtype=np.int64) - prev_ts_ms, 0) / _MS
+    buckets = np.searchsorted(np.asarray(spec.gap_edges_s), gaps_s, side="right") + 1
+    return np.where(has_prev, buckets, 0).astype(np.int64)
 
 
 def hour_buckets(ts_ms: np.ndarray, spec: FeatureSpec) -> np.ndarray:

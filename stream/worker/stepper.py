@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stream.features import FeatureSpec, StaticColumn
-from stream.features.encode import age_buckets, hour_buckets, target_column
+from stream.features import StaticColumn
+from stream.features.encode import age_buckets, gap_buckets_after, hour_buckets, target_column
 from stream.registry import LoadedModel
 from stream.store import AppendResult, StateWrite, Window
 from stream.worker.exceptions import CodecError
@@ -173,13 +173,6 @@ class _DecodedWindow:
     static: np.ndarray  # (n, static_width) int32
 
 
-def _gap_buckets(ts: np.ndarray, prev_ts: np.ndarray, has_prev: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """``encode.gap_buckets`` for many rows at once: 0 where there is no previous event."""
-    gaps_s = np.maximum(ts - prev_ts, 0) / 1000
-    buckets = np.searchsorted(np.asarray(spec.gap_edges_s), gaps_s, side="right") + 1
-    return np.where(has_prev, buckets, 0).astype(np.int64)
-
-
 @dataclass(slots=True)
 class _Rows:
     """How the batch's events map onto the rows of the model call."""
@@ -303,7 +296,7 @@ class _BatchRunner:
         step_ts = ts[:, w:]
         prev = np.concatenate([prev_ts[:, None], step_ts[:, :-1]], axis=1)
         prev_known = np.concatenate([has_prev[:, None], np.ones((n_rows, width - 1), dtype=bool)], axis=1)
-        gap = _gap_buckets(step_ts, prev, prev_known, spec)
+        gap = gap_buckets_after(step_ts, prev, prev_known, spec)
         hour = hour_buckets(step_ts, spec)
         steps = np.concatenate([static.astype(np.int64), gap[..., None], hour[..., None]], axis=2)
 
