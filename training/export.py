@@ -63,18 +63,19 @@ def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
             )  # fmt: skip
     finally:
         model.unfuse_for_serving()
-    _add_sequence_lengths(path)
+    _add_sequence_lengths(path, [t.name for t in serving_inputs(spec, hidden)])
 
 
-def _add_sequence_lengths(path: Path) -> None:
+def _add_sequence_lengths(path: Path, input_order: list[str]) -> None:
     """Feed a ``lengths`` input to every LSTM node as its ``sequence_lens``.
 
     torch exports ``nn.LSTM`` without sequence lengths, so padded steps would move ``(h, c)``;
     with them onnxruntime returns each row's state after its own last step, which is what lets
     users with different numbers of new events share one call. Checked by the parity test.
+    The graph's inputs are then put in ``input_order`` (the serving interface's).
     """
-    graph = onnx.load(str(path))
-    lstms = [node for node in graph.graph.node if node.op_type == "LSTM"]
+    proto = onnx.load(str(path))
+    lstms = [node for node in proto.graph.node if node.op_type == "LSTM"]
     if not lstms:
         raise ExportError("exported graph has no LSTM node to give sequence lengths to")
     cast = onnx.helper.make_node("Cast", [LENGTHS], [f"{LENGTHS}_int32"], to=onnx.TensorProto.INT32)
@@ -82,13 +83,13 @@ def _add_sequence_lengths(path: Path) -> None:
         while len(node.input) < 5:
             node.input.append("")
         node.input[4] = f"{LENGTHS}_int32"
-    graph.graph.node.insert(0, cast)
-    declared = list(graph.graph.input)
-    del graph.graph.input[:]
-    lengths = onnx.helper.make_tensor_value_info(LENGTHS, onnx.TensorProto.INT64, ["users"])
-    graph.graph.input.extend([declared[0], lengths, *declared[1:]])  # the serving interface's order
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(path))
+    proto.graph.node.insert(0, cast)
+    by_name = {tensor.name: tensor for tensor in proto.graph.input}
+    by_name[LENGTHS] = onnx.helper.make_tensor_value_info(LENGTHS, onnx.TensorProto.INT64, ["users"])
+    del proto.graph.input[:]
+    proto.graph.input.extend(by_name[name] for name in input_order)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
 
 
 @torch.no_grad()
