@@ -60,8 +60,9 @@ def ensure_demo_model(workdir: Path, *, retrain: bool = False, config: DemoTrain
             logger.info("demo model %s found in %s", current, registry_dir)
             return current
         # A workdir from an earlier release: its model cannot serve here, the demo's data makes a new one.
-        logger.info("demo model %s has serving format %d, workers serve %d: training a new one", current, served,
-                    FORMAT_VERSION)  # fmt: skip
+        logger.info(
+            "demo model %s has serving format %d, workers serve %d: training a new one", current, served, FORMAT_VERSION
+        )
     config = config or DemoTraining()
     data = workdir / "train.jsonl"
     count = write_training_events(data, config)

@@ -111,9 +111,9 @@ class Worker:
             raise NoModelError(f"no servable model in registry {settings.model_registry}")
         load_segmenter()  # jieba's dictionary, before the first text event needs it (and frozen below)
         # Everything allocated so far (imported modules, the model, jieba's dictionary) lives as
-        # long as the worker: moved out of the collector's view, full collections stop scanning it. Over the worker's
-        # ~78k startup objects one took ~47 ms here, a pause every event in flight would wait out.
-        # Collected first, so that no garbage is frozen for good.
+        # long as the worker: moved out of the collector's view, full collections stop scanning
+        # it. Over the worker's ~78k startup objects one took ~47 ms here, a pause every event in
+        # flight would wait out. Collected first, so that no garbage is frozen for good.
         gc.collect()
         gc.freeze()
         options = kafka_options(settings)

@@ -86,8 +86,9 @@ def test_window_keeps_only_the_last_events() -> None:
 
 
 def test_training_encoding_equals_serving_encoding_on_generated_shoppers() -> None:
-    """The trainer encodes whole histories at once; a worker encodes each event with the stored
-    window and the previous timestamp. Both must give the same model inputs at every position."""
+    """The trainer encodes whole histories at once; encoded one event at a time (its prefix and
+    the previous timestamp) every position must get the same model inputs. The worker's own
+    batched path is held to the trainer's in test_worker_stepper (serving = training evaluation)."""
     spec = FeatureSpec(window=7, text_tokens=3, text_buckets=256)
     encoder = EventEncoder(spec, Vocabulary(CATEGORIES[:30]), Vocabulary(ITEMS[:50]))
     for events in generated_histories(users=12, seed=5):
