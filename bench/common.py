@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from stream.contracts import Event, encode_event
-from stream.devinfra.broker import TansuBroker, create_topics
-from stream.devinfra.redis_server import RedisServer
+from tools.devinfra.broker import TansuBroker, create_topics
+from tools.devinfra.redis_server import RedisServer
 
 logger = logging.getLogger(__name__)
 RESULTS = Path(__file__).parent / "results"

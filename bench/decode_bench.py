@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.common import write_results
 from stream.contracts import EventDecoder, encode_event
-from stream.simulate import ShopperSimulator
+from tools.simulate import ShopperSimulator
 
 logger = logging.getLogger(__name__)
 

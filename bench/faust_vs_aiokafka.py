@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import payloads, shopper_events, write_results
 from bench.worker_bench import SESSION_MS, produce_all
-from stream.devinfra.broker import TansuBroker, create_topics
+from tools.devinfra.broker import TansuBroker, create_topics
 
 logger = logging.getLogger("bench.faust_vs_aiokafka")
 

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.common import Services, export_model, make_topics, services, shopper_events, write_results
 from stream.config import Settings
 from stream.contracts import Event, Prediction
-from stream.devinfra.processes import ManagedProcess
+from tools.devinfra.processes import ManagedProcess
 
 logger = logging.getLogger("bench.soak")
 PARTITIONS = 4

@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY training ./training
 COPY insights ./insights
+COPY tools ./tools
 RUN pip install ".[train]" && pip check
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -13,6 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY insights ./insights
+COPY tools ./tools
 # `training/` is not copied, so the wheel cannot contain it even by accident.
 RUN pip install . \
     && pip check \

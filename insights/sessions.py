@@ -2,7 +2,7 @@
 
 Some terms are planted as "unmet": sessions whose query contains one convert rarely. Everything
 else converts at a normal rate. The planted terms are returned so a test can check the ranking
-finds them. (The project's full traffic simulator lives in ``stream.simulate``; this one only
+finds them. (The project's full traffic simulator lives in ``tools.simulate``; this one only
 needs searches followed, or not, by a cart or purchase.)
 
 >>> sim = simulate_sessions(["蓝牙耳机", "手机壳 防摔", "汉服 女"], sessions=50, seed=3)

@@ -9,7 +9,7 @@
   unique Redis key prefix and consumer group per test.
 
 Both servers are stopped at session end, and die with the pytest process even on SIGKILL
-(see stream/devinfra/processes.py); tests/integration/test_devinfra.py checks it.
+(see tools/devinfra/processes.py); tests/integration/test_devinfra.py checks it.
 Tests under tests/integration/ get the ``integration`` marker automatically.
 """
 
@@ -25,8 +25,8 @@ import pytest
 import pytest_asyncio
 
 from stream.config import Settings
-from stream.devinfra.broker import TansuBroker, create_topics
-from stream.devinfra.redis_server import RedisServer
+from tools.devinfra.broker import TansuBroker, create_topics
+from tools.devinfra.redis_server import RedisServer
 
 DEFAULT_TEST_PARTITIONS = 3
 # tansu makes group joins wait half the session timeout: keep it short in tests (DESIGN.md).

@@ -19,10 +19,10 @@ import msgspec
 import pytest
 from support.models import publish_model
 
-from stream.demo.model import DemoTraining, ensure_demo_model
-from stream.devinfra.processes import pid_alive
 from stream.registry import ModelRegistry
 from stream.registry.manifest import FORMAT_VERSION, MANIFEST_NAME
+from tools.demo.model import DemoTraining, ensure_demo_model
+from tools.devinfra.processes import pid_alive
 
 DEMANDSTREAM = Path(sys.executable).parent / "demandstream"
 INFRA_LINE = re.compile(r"tansu pid (\d+) at \S+, redis-server pid (\d+) at")

@@ -16,9 +16,9 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream.devinfra.broker import TansuBroker, create_topics
-from stream.devinfra.processes import pid_alive, port_accepts
-from stream.devinfra.redis_server import RedisServer
+from tools.devinfra.broker import TansuBroker, create_topics
+from tools.devinfra.processes import pid_alive, port_accepts
+from tools.devinfra.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,7 +145,7 @@ def _dev(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "DEMANDSTREAM_TOPIC_EVENTS": "x.events",
     }
     return subprocess.run(
-        [sys.executable, "-c", "from stream.cli import main; main()", "dev", *args,
+        [sys.executable, "-c", "from tools.cli import main; main()", "dev", *args,
          "--state-dir", str(state_dir)],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )

@@ -30,8 +30,8 @@ from support.streams import (
 )
 
 from stream.config import Settings
-from stream.devinfra.broker import TansuBroker, create_topics
-from stream.devinfra.processes import free_port
+from tools.devinfra.broker import TansuBroker, create_topics
+from tools.devinfra.processes import free_port
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from support.streams import (
 )
 
 from stream.contracts import Event, Prediction
-from stream.devinfra.redis_server import RedisServer
 from stream.privacy import forget_user
 from stream.store.keys import UserKeys
 from stream.worker.pseudonym import Pseudonymizer
+from tools.devinfra.redis_server import RedisServer
 
 HMAC_KEY = "test-hmac-key-do-not-use-in-production"
 QUERIES = ("降噪蓝牙耳机推荐", "waterproof hiking boots size 44")

@@ -23,7 +23,7 @@ from support.streams import (
     window_duplicates,
 )
 
-from stream.devinfra.redis_server import RedisServer
+from tools.devinfra.redis_server import RedisServer
 
 OUTAGE_S = 4.0  # how long Redis stays down (the worker's backoff is capped at 5 s)
 

@@ -16,9 +16,9 @@ from support.models import publish_model
 from support.streams import read_topic
 
 from stream.contracts import Event, EventDecoder, Prediction, encode_event
-from stream.demo.replay import events_in_time_order, replay_file
-from stream.simulate import ShopperSimulator
 from stream.worker import Worker
+from tools.demo.replay import events_in_time_order, replay_file
+from tools.simulate import ShopperSimulator
 
 TAOBAO_SAMPLE = (
     Path(__file__).resolve().parents[3] / "shared/data/taobao_userbehavior_head100k/UserBehavior_head100k.csv"

@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from stream.config import Settings
 from stream.contracts import Event, EventDecoder, InvalidEvent
 from stream.kafka_options import kafka_options
-from stream.simulate import ShopperSimulator, records
-from stream.simulate.output import KafkaSink, send_records
+from tools.simulate import ShopperSimulator, records
+from tools.simulate.output import KafkaSink, send_records
 
 N_EVENTS = 3000
 

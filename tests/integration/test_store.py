@@ -13,8 +13,6 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from stream.config import Settings
-from stream.devinfra.processes import free_port
-from stream.devinfra.redis_server import RedisServer
 from stream.store import (
     AppendResult,
     StateWrite,
@@ -23,6 +21,8 @@ from stream.store import (
     WindowStore,
 )
 from stream.store.keys import UserKeys
+from tools.devinfra.processes import free_port
+from tools.devinfra.redis_server import RedisServer
 
 T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 from support.models import generated_histories
 
-from stream.cli import main
 from stream.registry import LoadedModel, ModelRegistry
+from tools.cli import main
 
 pytestmark = pytest.mark.slow
 

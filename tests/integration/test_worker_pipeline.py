@@ -23,10 +23,10 @@ from support.models import generated_histories, publish_model
 from support.streams import Running, event_payloads, interleaved, produce, worker_env
 
 from stream.contracts import DeadLetter, Prediction
-from stream.devinfra.broker import create_topics
 from stream.registry import ModelRegistry
 from stream.store.keys import decode_entry
 from stream.worker.web import make_app
+from tools.devinfra.broker import create_topics
 
 INVALID = [b"not json", b'{"user_id":"u","ts":1700000000000,"type":"view"}',
            b'{"event_id":"e","user_id":"u","ts":1700000000000,"type":"teleport"}', b'{"event_id":"\xff"}']  # fmt: skip

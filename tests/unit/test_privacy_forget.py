@@ -17,14 +17,14 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from stream.cli import SUBCOMMANDS, main
 from stream.config import Settings, get_settings
-from stream.devinfra.processes import free_port
-from stream.devinfra.redis_server import RedisServer
-from stream.privacy.cli import forget_user_command
 from stream.store import StateWrite, WindowAppend, WindowStore
 from stream.store.keys import UserKeys
 from stream.worker.pseudonym import Pseudonymizer
+from tools.cli import SUBCOMMANDS, main
+from tools.devinfra.processes import free_port
+from tools.devinfra.redis_server import RedisServer
+from tools.forget_cli import forget_user_command
 
 KEY = "unit-test-hmac-key"
 
@@ -115,5 +115,5 @@ def test_forget_user_refuses_an_empty_id(env: dict[str, str]) -> None:
 
 
 def test_forget_user_is_a_demandstream_subcommand() -> None:
-    assert SUBCOMMANDS["forget-user"][0] == "stream.privacy.cli:forget_user_command"
+    assert SUBCOMMANDS["forget-user"][0] == "tools.forget_cli:forget_user_command"
     assert main.get_command(None, "forget-user") is forget_user_command  # type: ignore[arg-type]

@@ -21,9 +21,9 @@ from support.models import publish_model
 
 from stream.features import FeatureSpec
 from stream.registry import LoadedModel, Manifest, ModelRegistry, ModelVerificationError, RegistryError
-from stream.registry.cli import models
 from stream.registry.manifest import MANIFEST_NAME, MODEL_FILE, TensorSpec, serving_inputs
 from stream.registry.registry import CURRENT, sha256_file, validate_version_name
+from tools.models_cli import models
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from itertools import islice
 import pytest
 
 from stream.contracts import Event, EventDecoder, encode_event
-from stream.simulate import Behaviour, ShopperSimulator, default_catalogue
+from tools.simulate import Behaviour, ShopperSimulator, default_catalogue
 
 N_EVENTS = 20_000
 

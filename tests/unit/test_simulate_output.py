@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stream.cli import main
 from stream.contracts import EventDecoder, InvalidEvent, encode_event
-from stream.simulate import (
+from tools.cli import main
+from tools.simulate import (
     MALFORMED_KINDS,
     Catalogue,
     Record,
@@ -20,9 +20,9 @@ from stream.simulate import (
     default_catalogue,
     records,
 )
-from stream.simulate.exceptions import CatalogueError
-from stream.simulate.malformed import corrupt
-from stream.simulate.output import JsonLinesSink, send_records
+from tools.simulate.exceptions import CatalogueError
+from tools.simulate.malformed import corrupt
+from tools.simulate.output import JsonLinesSink, send_records
 
 
 class ListSink:
@@ -113,7 +113,7 @@ def test_json_lines_sink_keeps_payloads_byte_exact(tmp_path: Path) -> None:
 
 
 def test_invalid_catalogue_is_refused() -> None:
-    raw = Path(__file__).parents[2].joinpath("stream/simulate/catalogue.json").read_bytes()
+    raw = Path(__file__).parents[2].joinpath("tools/simulate/catalogue.json").read_bytes()
     assert len(Catalogue.from_json(raw)) == len(default_catalogue())
     with pytest.raises(CatalogueError, match="invalid catalogue"):
         Catalogue.from_json(raw.replace(b'"nouns": ["', b'"nouns": [1, "', 1))

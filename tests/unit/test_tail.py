@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from stream.contracts import CategoryScore, Prediction
-from stream.demo.tail import matches, plain_text, styled
-from stream.simulate import default_catalogue
+from tools.demo.tail import matches, plain_text, styled
+from tools.simulate import default_catalogue
 
 
 def prediction(user: str = "u1", intent: float = 0.3, demand: list[CategoryScore] | None = None) -> Prediction:

@@ -25,8 +25,8 @@ import click
 
 from stream.config import Settings, get_settings
 from stream.contracts import Event, encode_event
-from stream.simulate import Record
-from stream.simulate.output import KafkaSink, RecordSink
+from tools.simulate import Record
+from tools.simulate.output import KafkaSink, RecordSink
 
 if TYPE_CHECKING:
     from training.data import BadRows

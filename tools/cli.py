@@ -13,16 +13,16 @@ from stream.logs import configure_logging
 # name -> ("module:attribute", short help); each concern owns its own command module, and the
 # help text lives here so that listing commands imports none of them.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "dev": ("stream.devinfra.cli:dev", "Start/stop a local broker and Redis (no Docker needed)."),
+    "dev": ("tools.devinfra.cli:dev", "Start/stop a local broker and Redis (no Docker needed)."),
     "worker": ("stream.worker.cli:worker", "Run a stream worker of the consumer group."),
-    "models": ("stream.registry.cli:models", "List, verify, promote and roll back registry models."),
+    "models": ("tools.models_cli:models", "List, verify, promote and roll back registry models."),
     "train": ("training.cli:train", "Train, evaluate against baselines, export to the registry."),
     "insights": ("insights.cli:insights", "Product-development insights: report and dashboard."),
-    "simulate": ("stream.simulate.cli:simulate", "Seeded, realistic shopper events to Kafka/file."),
-    "demo": ("stream.demo.cli:demo", "Live demo: local broker + Redis, model, worker, simulated shoppers."),
-    "replay": ("stream.demo.replay:replay", "Publish a dataset into the events topic in event-time order."),
-    "tail": ("stream.demo.tail:tail", "Follow the predictions topic (pretty or JSON, filter by user)."),
-    "forget-user": ("stream.privacy.cli:forget_user_command", "Erase a user's window and state (GDPR erasure)."),
+    "simulate": ("tools.simulate.cli:simulate", "Seeded, realistic shopper events to Kafka/file."),
+    "demo": ("tools.demo.cli:demo", "Live demo: local broker + Redis, model, worker, simulated shoppers."),
+    "replay": ("tools.demo.replay:replay", "Publish a dataset into the events topic in event-time order."),
+    "tail": ("tools.demo.tail:tail", "Follow the predictions topic (pretty or JSON, filter by user)."),
+    "forget-user": ("tools.forget_cli:forget_user_command", "Erase a user's window and state (GDPR erasure)."),
 }
 
 

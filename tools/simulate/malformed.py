@@ -5,7 +5,7 @@ worker's :class:`~stream.contracts.EventDecoder` and land in the DLQ with a reas
 
 >>> import random
 >>> from stream.contracts import EventDecoder, InvalidEvent, encode_event
->>> from stream.simulate.shoppers import ShopperSimulator
+>>> from tools.simulate.shoppers import ShopperSimulator
 >>> event = next(iter(ShopperSimulator(seed=1, users=3)))
 >>> bad = corrupt(encode_event(event), "unknown_type", random.Random(0))
 >>> EventDecoder(now_ms=lambda: event.ts).decode(bad).code

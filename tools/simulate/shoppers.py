@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from stream.contracts import Event, EventType
-from stream.simulate.catalogue import Catalogue, Category, default_catalogue
-from stream.simulate.text import review, search_query
+from tools.simulate.catalogue import Catalogue, Category, default_catalogue
+from tools.simulate.text import review, search_query
 
 # 2024-06-01T00:00:00Z: a fixed default start, so that a seed alone fixes the output.
 DEFAULT_START_MS: Final = 1_717_200_000_000

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from stream.devinfra.exceptions import ServiceStartError
+from tools.devinfra.exceptions import ServiceStartError
 
 logger = logging.getLogger(__name__)
 

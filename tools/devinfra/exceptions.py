@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class DevInfraError(RuntimeError):
-    """Base class of every error of :mod:`stream.devinfra`."""
+    """Base class of every error of :mod:`tools.devinfra`."""
 
 
 class BinaryNotFound(DevInfraError):

@@ -21,9 +21,9 @@ from typing import Any
 import click
 
 from stream.config import Settings, get_settings
-from stream.demo.model import ensure_demo_model
-from stream.demo.state import DemoState
-from stream.demo.view import plain_lines, render_live, summary_lines
+from tools.demo.model import ensure_demo_model
+from tools.demo.state import DemoState
+from tools.demo.view import plain_lines, render_live, summary_lines
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def _wait_for_partitions(worker: Any, worker_task: asyncio.Task[None], sto
 
 async def _show(state: DemoState, options: DemoOptions, stop: asyncio.Event, watched: list[asyncio.Task[None]]) -> None:
     """Refresh the view until ``stop`` (or until a watched task fails)."""
-    from stream.simulate import default_catalogue
+    from tools.simulate import default_catalogue
 
     names = default_catalogue().name
     period = _LIVE_REFRESH_S if options.live else options.interval_s
@@ -127,10 +127,10 @@ async def _drain(state: DemoState) -> None:
 
 async def run_demo(options: DemoOptions) -> DemoState:
     """Run the demo until ``options.duration_s`` or a signal; returns what it saw."""
-    from stream.demo.feed import consume_outputs, feed
-    from stream.devinfra.broker import TansuBroker, create_topics
-    from stream.devinfra.redis_server import RedisServer
     from stream.worker import Worker
+    from tools.demo.feed import consume_outputs, feed
+    from tools.devinfra.broker import TansuBroker, create_topics
+    from tools.devinfra.redis_server import RedisServer
 
     infra_dir = options.workdir / "infra"
     broker = TansuBroker(workdir=infra_dir)

@@ -13,9 +13,9 @@ import click
 
 from stream.config import get_settings
 from stream.contracts import Event
-from stream.simulate.malformed import records
-from stream.simulate.output import JsonLinesSink, KafkaSink, RecordSink, SendSummary, send_records
-from stream.simulate.shoppers import ShopperSimulator
+from tools.simulate.malformed import records
+from tools.simulate.output import JsonLinesSink, KafkaSink, RecordSink, SendSummary, send_records
+from tools.simulate.shoppers import ShopperSimulator
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from stream.config import Settings
 from stream.kafka_options import kafka_options
-from stream.simulate.exceptions import SinkError
-from stream.simulate.malformed import Record
+from tools.simulate.exceptions import SinkError
+from tools.simulate.malformed import Record
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer

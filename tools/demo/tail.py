@@ -145,7 +145,7 @@ async def _follow_until_signal(
 @click.option("--topic", default=None, help="Topic instead of DEMANDSTREAM_TOPIC_PREDICTIONS.")
 def tail(from_beginning: bool, as_json: bool, user: str | None, max_messages: int | None, topic: str | None) -> None:
     """Follow the predictions topic: readable lines (category names) or --json, optionally one --user."""
-    from stream.simulate import default_catalogue
+    from tools.simulate import default_catalogue
 
     # aiokafka narrates its subscription at INFO: noise between the predictions.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))

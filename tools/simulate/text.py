@@ -4,7 +4,7 @@ Every template names one of the category's nouns, so a query or review always sa
 about (the featurizer's jieba tokens then carry the category signal, as on real shop data).
 
 >>> import random
->>> from stream.simulate.catalogue import default_catalogue
+>>> from tools.simulate.catalogue import default_catalogue
 >>> cat = default_catalogue()
 >>> q = search_query(cat["1006"], cat.lexicon, random.Random(1))
 >>> any(noun in q for noun in cat["1006"].nouns)
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from stream.simulate.catalogue import Category, Lexicon
+from tools.simulate.catalogue import Category, Lexicon
 
 
 def _round_price(value: float) -> int:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from stream.devinfra.exceptions import BinaryNotFound, ServiceStartError
-from stream.devinfra.processes import ManagedProcess, free_port
+from tools.devinfra.exceptions import BinaryNotFound, ServiceStartError
+from tools.devinfra.processes import ManagedProcess, free_port
 
 logger = logging.getLogger(__name__)
 

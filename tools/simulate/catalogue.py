@@ -24,7 +24,7 @@ from typing import Annotated
 
 import msgspec
 
-from stream.simulate.exceptions import CatalogueError
+from tools.simulate.exceptions import CatalogueError
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _Words = Annotated[list[_NonEmpty], msgspec.Meta(min_length=1)]
@@ -129,5 +129,5 @@ class Catalogue:
 @lru_cache(maxsize=1)
 def default_catalogue() -> Catalogue:
     """The catalogue shipped with the package (parsed once, then shared; it is immutable)."""
-    raw = resources.files("stream.simulate").joinpath("catalogue.json").read_bytes()
+    raw = resources.files("tools.simulate").joinpath("catalogue.json").read_bytes()
     return Catalogue.from_json(raw)

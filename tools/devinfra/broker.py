@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from stream.devinfra.exceptions import BinaryNotFound, ServiceStartError, TopicCreationError
-from stream.devinfra.processes import ManagedProcess, free_port, port_accepts
+from tools.devinfra.exceptions import BinaryNotFound, ServiceStartError, TopicCreationError
+from tools.devinfra.processes import ManagedProcess, free_port, port_accepts
 
 if TYPE_CHECKING:
     from aiokafka.admin import AIOKafkaAdminClient

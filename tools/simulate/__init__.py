@@ -5,9 +5,9 @@ Public API: :class:`ShopperSimulator` (an iterable of contract events in event-t
 :func:`records` (Kafka records, optionally with malformed payloads for DLQ demos).
 """
 
-from stream.simulate.catalogue import Catalogue, Category, default_catalogue
-from stream.simulate.malformed import MALFORMED_KINDS, Record, records
-from stream.simulate.shoppers import DEFAULT_START_MS, Behaviour, ShopperSimulator
+from tools.simulate.catalogue import Catalogue, Category, default_catalogue
+from tools.simulate.malformed import MALFORMED_KINDS, Record, records
+from tools.simulate.shoppers import DEFAULT_START_MS, Behaviour, ShopperSimulator
 
 __all__ = [
     "DEFAULT_START_MS",

@@ -17,7 +17,7 @@ from pathlib import Path
 from stream.contracts import encode_event
 from stream.registry import ModelRegistry
 from stream.registry.manifest import FORMAT_VERSION
-from stream.simulate import DEFAULT_START_MS, ShopperSimulator
+from tools.simulate import DEFAULT_START_MS, ShopperSimulator
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stream.contracts import Event, Prediction
-from stream.demo.state import DemoState, SentEvent, latency_stats
+from tools.demo.state import DemoState, SentEvent, latency_stats
 
 CategoryNamer = Callable[[str], str]
 _USERS_SHOWN = 12

@@ -12,10 +12,10 @@ import msgspec
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, Prediction
-from stream.demo.state import DemoState
 from stream.kafka_options import kafka_options
-from stream.simulate import Record, ShopperSimulator, records
-from stream.simulate.output import KafkaSink, SendSummary, send_records
+from tools.demo.state import DemoState
+from tools.simulate import Record, ShopperSimulator, records
+from tools.simulate.output import KafkaSink, SendSummary, send_records
 
 logger = logging.getLogger(__name__)
 

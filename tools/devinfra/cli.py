@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from stream.devinfra.exceptions import DevInfraError, StateFileError
-from stream.devinfra.processes import kill_group, pid_alive
+from tools.devinfra.exceptions import DevInfraError, StateFileError
+from tools.devinfra.processes import kill_group, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def stop_service(record: ServiceRecord) -> bool:
 
 def _start_services(state_dir: Path, kafka_port: int, redis_port: int) -> DevState:
     from stream.config import get_settings
-    from stream.devinfra.broker import TansuBroker, create_topics
-    from stream.devinfra.redis_server import RedisServer
+    from tools.devinfra.broker import TansuBroker, create_topics
+    from tools.devinfra.redis_server import RedisServer
 
     settings = get_settings()
     broker = TansuBroker(kafka_port or None, workdir=state_dir, detached=True)
