@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from stream.features import FeatureSpec, StaticColumn
 from stream.features.encode import N_TYPES, TYPE_INDEX
+from training.hyperparams import DEFAULTS
 from training.priors import SparsePrior
 
 _NEG = -1e9
@@ -37,7 +38,7 @@ class ModelConfig:
     n_categories: int
     n_items: int
     target: str = "category"  # "item": the demand head and pointer rank items instead
-    hidden: int = 64
+    hidden: int = DEFAULTS.hidden
     cat_dim: int = 48
     item_dim: int = 16
     text_dim: int = 16
@@ -50,9 +51,9 @@ class ModelConfig:
     # the counted priors and the user's own window. Both stay available for larger datasets.
     identity_features: bool = False
     learn_generator: bool = False
-    # Transition rows and popularity keep only their top entries: serving then scatters a few
-    # dozen values per expert instead of reading and adding vocabulary-wide rows per event.
-    prior_top_m: int = 64
+    # Transition rows and popularity keep only their top entries (training/priors.py): serving
+    # scatters a few dozen values per expert instead of adding vocabulary-wide rows per event.
+    prior_top_m: int = DEFAULTS.prior_top_m
     short_half_life_h: float = 0.25  # initial decay of the short-memory pointer
     long_half_life_h: float = 72.0  # initial decay of the long-memory pointer
 

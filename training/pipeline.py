@@ -29,6 +29,7 @@ from training.data.encoded import Target
 from training.data.load import DataFormat
 from training.evaluate import evaluate
 from training.export import export_to_registry
+from training.hyperparams import DEFAULTS
 from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
 from training.priors import SparsePrior, counted_transitions
@@ -53,10 +54,10 @@ class TrainOptions:
     split_fractions: tuple[float, float] | None = None
     test_days: int = 2
     valid_days: int = 1
-    item_min_count: int = 3
-    window: int = 100
-    hidden: int = 64
-    top_k: int = 20
+    item_min_count: int = DEFAULTS.item_min_count
+    window: int = DEFAULTS.window
+    hidden: int = DEFAULTS.hidden
+    top_k: int = DEFAULTS.top_k
     train: TrainConfig = field(default_factory=TrainConfig)
     version: str | None = None
     promote: bool = True

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from training.hyperparams import DEFAULTS
 from training.model import DemandLSTM
 from training.sequences import Batch, EncodedHistory, iterate_batches
 from training.split import TRAIN
@@ -22,16 +23,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Measured on the Taobao sample (docs/model.md): with the leave-user-out prior validation MRR
-    # keeps rising for 5 epochs at this peak rate; early stopping ends it when it stops.
-    epochs: int = 7
-    lr: float = 3e-3
-    max_tokens: int = 6000
-    patience: int = 2
-    intent_weight: float = 0.3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    seed: int = 7
+    """The optimisation settings of one run (defaults: ``training/hyperparams.py``)."""
+
+    epochs: int = DEFAULTS.epochs
+    lr: float = DEFAULTS.lr
+    max_tokens: int = DEFAULTS.max_tokens
+    patience: int = DEFAULTS.patience
+    intent_weight: float = DEFAULTS.intent_weight
+    weight_decay: float = DEFAULTS.weight_decay
+    grad_clip: float = DEFAULTS.grad_clip
+    seed: int = DEFAULTS.seed
     threads: int = 2
     progress: bool = True
 
