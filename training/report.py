@@ -88,7 +88,8 @@ def metrics_document(report: ReportInput) -> dict[str, Any]:
             name: {
                 **msgspec.to_builtins(result),
                 "per_category": [
-                    {**row, "token": report.category_names.get(int(row["index"]))} for row in result.per_category
+                    {**row, "token": report.category_names.get(int(row["index"]))}
+                    for row in result.per_category
                 ],
             }
             for name, result in report.methods.items()
@@ -105,7 +106,9 @@ def write_report(report: ReportInput, out_dir: Path) -> ReportFiles:
     """Write ``metrics.json``, ``report.md`` and its PNG plots under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics_document(report), indent=2, ensure_ascii=False) + "\n", "utf-8")
+    metrics_path.write_text(
+        json.dumps(metrics_document(report), indent=2, ensure_ascii=False) + "\n", "utf-8"
+    )
     plots = _plot_all(report, out_dir)
     report_path = out_dir / "report.md"
     report_path.write_text(_markdown(report, plots), encoding="utf-8")
@@ -121,7 +124,8 @@ def _markdown(report: ReportInput, plots: list[Path]) -> str:
         lines += [f"Model version: `{report.model_version}`", ""]
     best, baseline = best_method(report), best_method(report, "baseline")
     lines += [
-        f"Target: **{report.target}**. Best on {report.primary_metric}: **{best}** (best baseline: {baseline}).",
+        f"Target: **{report.target}**. Best on {report.primary_metric}: **{best}** "
+        f"(best baseline: {baseline}).",
         "",
         "## Test-period results",
         "",
