@@ -272,7 +272,7 @@ def _run_stages(options: TrainOptions) -> TrainOutcome | None:
         decision = gate_stage(options, registry, version, loaded, encoded, metrics["lstm"])
     n_train = int(np.sum(encoded.data.period == TRAIN))
     curve = [
-        EpochRecord(r.epoch, r.train_loss, r.valid_mrr10, r.seconds, round(n_train / max(r.seconds, 1e-9), 1))
+        EpochRecord(r.epoch, r.train_loss, r.valid_mrr10, round(r.seconds, 2), round(n_train / max(r.seconds, 1e-9), 1))
         for r in fitted.result.curve
     ]
     report_input = ReportInput(
