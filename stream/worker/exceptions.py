@@ -6,7 +6,14 @@ class WorkerError(Exception):
 
 
 class CodecError(WorkerError):
-    """A stored window row or model state blob cannot be decoded."""
+    """A stored window row or model state blob cannot be decoded (or cannot be used).
+
+    ``reason`` is the metric label of :class:`stream.worker.untrusted.Rejected`, when known.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NoModelError(WorkerError):

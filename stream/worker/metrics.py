@@ -39,6 +39,12 @@ class WorkerMetrics:
         self.rebuilds = Counter(
             p + "state_rebuilds", "Events whose state was rebuilt from the window, by reason.", ["reason"], registry=r
         )
+        self.stored_rejected = Counter(
+            p + "stored_data_rejected",
+            "Values read from Redis that were not used (their user was rebuilt), by key and reason.",
+            ["key", "reason"],
+            registry=r,
+        )
         self.state_cache_hits = Counter(
             p + "state_cache_hits",
             "Users of a batch whose stored state the worker held itself, so Redis did not send it.",

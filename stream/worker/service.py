@@ -35,6 +35,7 @@ from stream.worker.publish import BatchPublisher
 from stream.worker.reload import ModelWatcher
 from stream.worker.state_cache import StateCache
 from stream.worker.stepper import BatchOutput, StepInput, plan_batch, run_batch
+from stream.worker.untrusted import Rejection, StateLimits, logged_key
 from stream.worker.window_codec import encode_window_row, row_of
 
 if TYPE_CHECKING:
@@ -395,7 +396,9 @@ class Worker:
         held = self.state_cache.known({append.user_key for append in appends})
         results = await self.store.append_batch(appends, {user: state.seq for user, state in held.items()})
         items = [StepInput(a.user_key, row, result) for a, row, result in zip(appends, rows, results, strict=True)]
-        plan, rebuild_users = plan_batch(items, model.version, held=held, force_rebuild=settings.worker_force_rebuild)
+        plan, rebuild_users = plan_batch(
+            items, model.version, held=held, force_rebuild=settings.worker_force_rebuild, limits=StateLimits.of(model)
+        )
         metrics.state_cache_hits.inc(sum(1 for user, state in plan.stored.items() if held.get(user) is state))
         windows = await self.store.read_windows(rebuild_users) if rebuild_users else {}
         redis_s = time.perf_counter() - started
@@ -423,8 +426,25 @@ class Worker:
             for reason in plan.reasons:
                 if reason is not None:
                     metrics.rebuilds.labels(reason.value).inc()
+            self._report_rejected([*plan.rejected, *output.rejected])
         metrics.stage_seconds.labels("encode").observe(time.perf_counter() - started)
         return _Outgoing(out, [event.ts for event in events], dlq_codes)
+
+    def _report_rejected(self, rejected: Sequence[Rejection]) -> None:
+        """Count and log stored values the batch could not use (their users were rebuilt)."""
+        for item in rejected:
+            self.metrics.stored_rejected.labels(item.key.value, item.reason.value).inc(item.values)
+            key = logged_key(
+                self.settings.redis_key_prefix, item.user_key, item.key, pseudonymised=self.pseudonymize.enabled
+            )
+            logger.warning(
+                "stored %s %s: %d value(s) not used (%s): %s; user rebuilt",
+                item.key.value,
+                key,
+                item.values,
+                item.reason.value,
+                item.detail[:200],
+            )
 
     def _predictions(
         self, model: LoadedModel, events: Sequence[Event], output: BatchOutput
