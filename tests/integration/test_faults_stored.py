@@ -135,3 +135,35 @@ async def test_corrupt_stored_data_is_rebuilt_not_a_crash(settings_factory: Any)
     assert all(f"{settings.redis_key_prefix}:{{sha256:" in line for line in warnings)
     assert not any(line.startswith(("ERROR", "CRITICAL")) for line in logs.lines)
     print(f"damage {damage}; rejected {rejected}; second half {len(second)} events in {recovered_s:.2f}s")
+
+
+async def test_one_corrupt_window_row_is_not_a_poison_pill(settings_factory: Any) -> None:
+    """The review's case: one undecodable row in a window that must be read (no usable state)."""
+    settings = settings_factory(batch_max_size=8, batch_linger_ms=0, worker_state_cache_users=0)
+    await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
+    history = next(h for h in generated_histories(users=20, seed=7, max_len=30) if len(h) >= 6)
+    first, second = history[: len(history) // 2], history[len(history) // 2 :]
+    reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
+    running = Running(settings)
+    try:
+        await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(first))
+        await _until_predicted(running, reader, {e.event_id for e in first})
+        keys = UserKeys.of(settings.redis_key_prefix, history[0].user_id)
+        client = aioredis.from_url(settings.redis_url)
+        try:
+            entry = (await client.lrange(keys.window, 0, 0))[0]
+            header_len = 18 + int.from_bytes(entry[16:18], "big")
+            await client.lset(keys.window, 0, entry[:header_len] + b"\xc1")  # 0xc1: never valid msgpack
+            await client.delete(keys.state)
+        finally:
+            await client.aclose()
+        await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(second))
+        values = await _until_predicted(running, reader, {e.event_id for e in second})
+        assert running.alive()
+    finally:
+        await running.close()
+        await reader.close()
+    assert predicted_ids(values) == {e.event_id for e in history}
+    labels = {"key": "window", "reason": "undecodable"}
+    assert running.metric("demandstream_worker_stored_data_rejected_total", labels) == 1
+    assert running.metric("demandstream_worker_state_rebuilds_total", {"reason": "missing"}) >= 2
