@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from stream.worker.publish import BatchPublisher
+from stream.worker.publish import BatchPublisher, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +79,14 @@ async def watch_kafka(options: dict[str, Any], set_ok: Callable[[bool], None], i
 
 async def publish_with_retries(
     publisher: BatchPublisher, records: Sequence[tuple[str, bytes | None, bytes]], stop: asyncio.Event
-) -> bool:
-    """Publish until every record is acknowledged (True), or the worker stops first (False).
+) -> list[Refused] | None:
+    """Publish until every record is acknowledged or refused for good; None if the worker stops first.
 
-    A failed attempt may have delivered part of the records: downstream sees duplicates
-    (at-least-once), never a gap, since offsets are only committed after a full success.
+    Retriable errors are retried with a bounded backoff; records the broker refuses for good
+    (:data:`~stream.worker.publish.PERMANENT_ERRORS`) are returned, not retried: retrying them
+    would stall the stream. A failed attempt may have delivered part of the records:
+    downstream sees duplicates (at-least-once), never a gap, since offsets are only committed
+    after the whole list is done.
     """
     from aiokafka.errors import KafkaError
 
@@ -91,17 +94,16 @@ async def publish_with_retries(
     while True:
         attempt += 1
         try:
-            await publisher.publish(records)
-            return True
+            return await publisher.publish(records)
         except KafkaError as exc:
             if stop.is_set():
-                return False
+                return None
             logger.warning(
                 "publishing %d records failed (attempt %d, retrying in %.1fs): %r", len(records), attempt, delay, exc
             )
         await _sleep_or_stop(stop, delay)
         if stop.is_set():
-            return False
+            return None
         delay = _next_delay(delay)
 
 

@@ -23,6 +23,12 @@ class WorkerMetrics:
         self.events_in = Counter(p + "events_in", "Records consumed from the events topic.", registry=r)
         self.predictions_out = Counter(p + "predictions_out", "Predictions acknowledged by the broker.", registry=r)
         self.dlq = Counter(p + "dlq_records", "Invalid events sent to the DLQ, by reason code.", ["code"], registry=r)
+        self.records_refused = Counter(
+            p + "records_refused",
+            "Outgoing records the broker refused for good (size, format, authorization), by topic and error.",
+            ["topic", "error"],
+            registry=r,
+        )
         self.batch_size = Histogram(p + "batch_size", "Records per micro-batch.", buckets=_BATCH_BUCKETS, registry=r)
         self.stage_seconds = Histogram(
             p + "stage_seconds", "Seconds per batch spent in each stage.", ["stage"], buckets=_STAGE_BUCKETS, registry=r

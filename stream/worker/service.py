@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_excepti
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
+from stream.contracts.predictions import DLQ_PAYLOAD_PREFIX_BYTES
 from stream.features.text import load_segmenter
 from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
@@ -320,12 +322,18 @@ class Worker:
         metrics = self.metrics
         started = time.perf_counter()
         # One record batch per partition, all acknowledged; retried through a broker outage.
-        if not await publish_with_retries(publisher, outgoing.records, stop):
+        refused = await publish_with_retries(publisher, outgoing.records, stop)
+        if refused is None:
             logger.warning("shutdown during a Kafka outage: %d records left uncommitted", records)
             return False
+        for item in refused:  # refused for good: counted and logged, the batch goes on
+            error = type(item.error).__name__
+            metrics.records_refused.labels(item.topic, error).inc()
+            logger.error("broker refused a %d-byte record for %s for good (%s): dropped", item.size, item.topic, error)
         published = _now_ms()
         metrics.stage_seconds.labels("produce").observe(time.perf_counter() - started)
-        metrics.predictions_out.inc(len(outgoing.predicted_ts))
+        lost = sum(1 for item in refused if item.topic == self.settings.topic_predictions)
+        metrics.predictions_out.inc(len(outgoing.predicted_ts) - lost)
         for code in outgoing.dlq_codes:
             metrics.dlq.labels(code).inc()
         for ts in outgoing.predicted_ts:
@@ -459,14 +467,17 @@ class Worker:
 
 
 def _dead_letter(record: ConsumerRecord, invalid: InvalidEvent, now: int) -> bytes:
+    payload = record.value or b""
     letter = DeadLetter(
         code=invalid.code,
         reason=invalid.reason,
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
-        payload_b64=base64.b64encode(record.value or b"").decode(),
+        payload_b64=base64.b64encode(payload[:DLQ_PAYLOAD_PREFIX_BYTES]).decode(),
         failed_at=now,
+        payload_bytes=len(payload),
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
     )
     return _json.encode(letter)
 
