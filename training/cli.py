@@ -9,6 +9,7 @@ import click
 
 from stream.config import get_settings
 from training.data.load import DATA_FORMATS
+from training.hyperparams import DEFAULTS  # torch-free
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,11 @@ log = logging.getLogger(__name__)
 @click.option(
     "--split-fractions", nargs=2, type=float, default=None, metavar="TRAIN VALID", help="Fractions of the time range."
 )
-# Literal defaults keep torch out of the CLI import; a unit test holds them equal to TrainConfig's.
-@click.option("--epochs", type=int, default=7, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
-@click.option("--hidden", type=int, default=64, show_default=True)
-@click.option("--window", type=int, default=100, show_default=True, help="Events the pointer reads.")
-@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True)
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True)
+@click.option("--window", type=int, default=DEFAULTS.window, show_default=True, help="Events the pointer reads.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--version", default=None, help="Version name (default: a timestamp).")
 @click.option("--force", is_flag=True, help="Promote even if worse than the serving model.")
 @click.option("--no-promote", is_flag=True, help="Publish the version without promoting it.")
