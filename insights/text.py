@@ -102,6 +102,9 @@ class ProductSegmenter:
     @cached_property
     def _pos(self) -> jieba.posseg.POSTokenizer:
         with self._init_lock:
+            # jieba logs its dictionary loading at DEBUG through a handler of its own, and again
+            # through ours: each line twice, whatever the log level. Its WARNINGs still show.
+            jieba.setLogLevel(logging.WARNING)
             tokenizer = jieba.Tokenizer()
             tokenizer.initialize()
             # The user dictionary's own tags (死机 v, 散热 vn) are kept for part-of-speech lookups.

@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     topic_events: str = Field("demand.events", description="Input topic of behaviour events (key = user id).")
     topic_predictions: str = Field("demand.predictions", description="Output topic of demand predictions.")
     topic_dlq: str = Field("demand.events.dlq", description="Dead-letter topic for invalid events.")
-    topic_models: str = Field("demand.models", description="Notification topic announcing promoted models.")
     topic_partitions: int = Field(6, ge=1, description="Partition count used when this project creates topics.")
     topic_replication: int = Field(1, ge=1, description="Replication factor used when this project creates topics.")
     topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000, description="Retention of created topics.")
@@ -74,7 +73,6 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(256, ge=1, le=65_536, description="Most events per micro-batch.")
     batch_linger_ms: int = Field(20, ge=0, le=10_000, description="Longest wait to fill a micro-batch.")
     max_event_bytes: int = Field(16_384, ge=256, description="Payloads larger than this are invalid (DLQ).")
-    top_k: int = Field(10, ge=1, le=100, description="Categories per prediction.")
     worker_state_cache_users: int = Field(
         50_000,
         ge=0,
@@ -94,7 +92,10 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = Field(5.0, gt=0, description="How often workers check the registry pointer.")
 
     # --- Observability and privacy ---------------------------------------------------------
-    http_host: str = Field("0.0.0.0", description="Bind address of the metrics/health endpoint.")
+    http_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the metrics/health endpoint (containers set 0.0.0.0 to be scraped).",
+    )
     http_port: int = Field(9108, ge=0, le=65_535, description="Port of the metrics/health endpoint (0 = off).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(False, description="Emit structured JSON log lines.")

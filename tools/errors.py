@@ -1,0 +1,92 @@
+"""How the ``demandstream`` command reports a failure.
+
+An expected failure (a missing or malformed file, an unreachable broker or Redis, an empty
+registry: anything the project raises as one of its errors, or the operating system's "no such
+file") becomes one line on stderr that says what is wrong and what to do, and exit status 1.
+Anything else is a bug and keeps its traceback. ``demandstream --debug`` shows the traceback of
+every failure.
+
+>>> one_line(FileNotFoundError(2, "No such file or directory", "missing.csv"))
+'missing.csv: No such file or directory'
+>>> one_line(ValueError("first line\\n  second line"))
+'first line second line'
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+# The root error class of each concern, imported only once a command has failed (so that the
+# command line does not import every package to start). Kept as names so that a lightweight
+# command never imports the trainer's or the insights' modules just to classify an error.
+_ERROR_ROOTS = (
+    "stream.features.exceptions:FeatureError",
+    "stream.registry.exceptions:RegistryError",
+    "stream.store.exceptions:StoreError",
+    "stream.worker.exceptions:WorkerError",
+    "training.exceptions:TrainingError",
+    "training.data.exceptions:DataError",
+    "insights.exceptions:InsightsError",
+    "tools.devinfra.exceptions:DevInfraError",
+    "tools.simulate.exceptions:SimulateError",
+    "stream.paths:PathNotWritable",
+    "tools.exceptions:ToolError",
+)
+
+# OS errors that mean "the path you gave is wrong", not "the program is wrong".
+_PATH_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
+
+@cache
+def error_roots() -> tuple[type[BaseException], ...]:
+    """The project's error classes whose failures are expected (a message, no traceback)."""
+    roots: list[type[BaseException]] = []
+    for target in _ERROR_ROOTS:
+        module_name, name = target.split(":")
+        roots.append(getattr(importlib.import_module(module_name), name))
+    return tuple(roots)
+
+
+def _invalid_settings(exc: BaseException) -> str | None:
+    """One line for settings the environment got wrong, else None."""
+    from pydantic import ValidationError
+
+    from stream.config import ENV_PREFIX
+
+    if not isinstance(exc, ValidationError) or exc.title != "Settings":
+        return None
+    problems = [
+        f"{ENV_PREFIX}{'_'.join(map(str, error['loc'])).upper()}={error.get('input')!r}: {error['msg']}"
+        for error in exc.errors()
+    ]
+    return "invalid settings: " + "; ".join(problems)
+
+
+def is_expected(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure the user can fix (reported in one line) rather than a bug."""
+    if isinstance(exc, _PATH_ERRORS) and exc.filename is not None:
+        return True
+    return isinstance(exc, error_roots()) or _invalid_settings(exc) is not None
+
+
+def one_line(exc: BaseException) -> str:
+    """The failure as one line of text (messages that span lines are joined), with what to do."""
+    settings_problem = _invalid_settings(exc)
+    if settings_problem is not None:
+        text = settings_problem
+    elif isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    from stream.store.exceptions import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):  # raised deep in the store, which cannot know the command
+        text += ' (start a local Redis with `eval "$(demandstream dev up)"`, or set DEMANDSTREAM_REDIS_URL to yours)'
+    return " ".join(text.split())
