@@ -87,6 +87,16 @@ class Settings(BaseSettings):
         946_684_800_000, ge=0, description="Events older than this epoch-ms are invalid (default 2000-01-01)."
     )
 
+    retry_backoff_start_s: float = Field(
+        0.1, gt=0, le=60, description="First wait of the one retry policy (Redis, Kafka, model loading)."
+    )
+    retry_backoff_max_s: float = Field(
+        5.0, gt=0, le=300, description="Longest wait of the retry policy (the wait doubles up to it, plus jitter)."
+    )
+    model_load_attempts: int = Field(
+        4, ge=1, le=100, description="Tries to read a model version before an I/O error waits for the next poll."
+    )
+
     # --- Model registry --------------------------------------------------------------------
     model_registry: Path = Field(Path("models"), description="Directory of the versioned model registry.")
     model_poll_interval_s: float = Field(5.0, gt=0, description="How often workers check the registry pointer.")

@@ -1,7 +1,9 @@
 """Errors of the stream worker."""
 
+from stream.exceptions import DemandstreamError
 
-class WorkerError(Exception):
+
+class WorkerError(DemandstreamError):
     """Base class of the worker's errors."""
 
 

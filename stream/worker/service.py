@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_exponential, wait_random
+from tenacity import RetryCallState, RetryError
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
@@ -27,6 +27,7 @@ from stream.contracts.predictions import DLQ_PAYLOAD_PREFIX_BYTES
 from stream.features.text import load_segmenter
 from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
+from stream.retry import RetryPolicy
 from stream.store import StoreUnavailable, WindowAppend, WindowStore
 from stream.worker.connectivity import publish_with_retries, stop_within, wait_for_kafka, watch_kafka
 from stream.worker.exceptions import NoModelError
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_MS = 200  # how long an idle worker waits for a first record before re-checking stop
-_REDIS_BACKOFF_MAX_S = 5.0
 _json = msgspec.json.Encoder()
 
 
@@ -69,7 +69,14 @@ class Worker:
     def __init__(self, settings: Settings, *, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        self.watcher = ModelWatcher(ModelRegistry(settings.model_registry), self.metrics)
+        self.retry_policy = RetryPolicy.from_settings(settings)
+        self.watcher = ModelWatcher(
+            ModelRegistry(settings.model_registry),
+            self.metrics,
+            policy=self.retry_policy,
+            load_attempts=settings.model_load_attempts,
+            redis_window=settings.window_size,
+        )
         self.store = WindowStore(settings)
         self.decoder = EventDecoder(
             max_bytes=settings.max_event_bytes,
@@ -120,7 +127,7 @@ class Worker:
         gc.collect()
         gc.freeze()
         options = kafka_options(settings)
-        if not await wait_for_kafka(options, stop):  # a missing broker is waited for, not fatal
+        if not await wait_for_kafka(options, stop, self.retry_policy):  # a missing broker is waited for, not fatal
             return
         producer = AIOKafkaProducer(**options, acks="all", linger_ms=2, max_batch_size=256 * 1024)
         consumer = AIOKafkaConsumer(
@@ -322,7 +329,7 @@ class Worker:
         metrics = self.metrics
         started = time.perf_counter()
         # One record batch per partition, all acknowledged; retried through a broker outage.
-        refused = await publish_with_retries(publisher, outgoing.records, stop)
+        refused = await publish_with_retries(publisher, outgoing.records, stop, self.retry_policy)
         if refused is None:
             logger.warning("shutdown during a Kafka outage: %d records left uncommitted", records)
             return False
@@ -363,13 +370,7 @@ class Worker:
             self.metrics.redis_retries.inc()
             logger.warning("Redis unavailable, retrying the batch (attempt %d)", state.attempt_number)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=0.05, max=_REDIS_BACKOFF_MAX_S) + wait_random(0, 0.05),
-            stop=lambda _state: stop.is_set(),
-            before_sleep=on_retry,
-        )
-        async for attempt in retrying:
+        async for attempt in self.retry_policy.retrying(StoreUnavailable, stop=stop, before_sleep=on_retry):
             with attempt:
                 outgoing = await self._process(records)
                 self._redis_ok = True

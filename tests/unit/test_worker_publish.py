@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 
+from stream.retry import RetryPolicy
 from stream.worker.connectivity import publish_with_retries
 from stream.worker.publish import BatchPublisher
 
@@ -92,7 +93,8 @@ async def test_retriable_errors_are_retried_permanent_ones_are_not() -> None:
     producer = FakeProducer()
     producer.down = 2  # the first two batch sends fail with a connection error
     stop = asyncio.Event()
-    refused = await publish_with_retries(BatchPublisher(producer), _records([b"a", POISON]), stop)  # type: ignore[arg-type]
+    policy = RetryPolicy(start_s=0.01, max_s=0.02)
+    refused = await publish_with_retries(BatchPublisher(producer), _records([b"a", POISON]), stop, policy)  # type: ignore[arg-type]
     assert refused is not None and [r.size for r in refused] == [len(POISON)]
     assert producer.acked == [b"a"]
     assert producer.down == 0
