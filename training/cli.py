@@ -77,6 +77,8 @@ def train(
         train=TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=not no_progress),
     )  # fmt: skip
     outcome = run_training(options)
+    if outcome is None:
+        return  # a torchrun rank other than 0: rank 0 reports
     lstm, best = (
         outcome.metrics["lstm"],
         max((m for n, m in outcome.metrics.items() if n != "lstm"), key=lambda m: float(m["mrr@10"] or 0)),

@@ -13,6 +13,7 @@ import numpy as np
 
 from stream.features import EventEncoder, FeatureSpec, Vocabulary
 from stream.registry import LoadedModel, ModelRegistry
+from training import distributed
 from training.baselines import FittedBaselines, fit_baselines
 from training.data import (
     BadRows,
@@ -240,7 +241,16 @@ def gate_stage(
     return decision
 
 
-def run_training(options: TrainOptions) -> TrainOutcome:
+def run_training(options: TrainOptions) -> TrainOutcome | None:
+    """The whole job; ``None`` on the ranks other than 0 of a ``torchrun`` launch (they only train)."""
+    distributed.init_from_launcher()
+    try:
+        return _run_stages(options)
+    finally:
+        distributed.finish()
+
+
+def _run_stages(options: TrainOptions) -> TrainOutcome | None:
     started, clock = time.monotonic(), StageClock()
     with clock.stage("load"):
         loaded = load_stage(options)
@@ -250,6 +260,8 @@ def run_training(options: TrainOptions) -> TrainOutcome:
         baselines = baselines_stage(encoded)
     with clock.stage("fit"):
         fitted = fit_stage(options, encoded, baselines.fitted)
+    if distributed.rank_and_world()[0] != 0:
+        return None
     with clock.stage("evaluate"):
         methods = {**baselines.methods, "lstm": evaluate_stage(encoded, fitted)}
     metrics: dict[str, dict[str, Any]] = {name: dict(r.metrics) for name, r in methods.items()}

@@ -28,6 +28,7 @@ SESSION_GAP_MS: Final = 30 * 60 * 1000
 TOP_NEIGHBOURS: Final = 100
 K_SESSIONS: Final = 100
 MAX_SESSION: Final = 20
+_CELLS: Final = 4_000_000  # query x session similarities held densely at once
 
 Ints = NDArray[np.int64]
 
@@ -100,5 +101,23 @@ class SessionKnn:
         tokens = data.target[hist]
         keep = tokens >= 2
         current = sp.csr_matrix((weight[keep], (row[keep], tokens[keep])), shape=(len(queries), data.n_classes))
-        similarity = top_per_row(sp.csr_matrix(current @ self.sessions.T), K_SESSIONS)
-        return np.asarray((similarity @ self.sessions).toarray(), dtype=np.float64)
+        return np.asarray((self._neighbours(current) @ self.sessions).toarray(), dtype=np.float64)
+
+    def _neighbours(self, current: sp.csr_matrix) -> sp.csr_matrix:
+        """Similarity to the ``K_SESSIONS`` most similar training sessions per row, sparse; computed
+        densely a few rows at a time (at most ``_CELLS`` similarities at once)."""
+        n_sessions = self.sessions.shape[0]
+        k = min(K_SESSIONS, n_sessions)
+        step = max(1, _CELLS // max(n_sessions, 1))
+        rows, cols, vals = [], [], []
+        for begin in range(0, current.shape[0], step):
+            dense = np.asarray((current[begin : begin + step] @ self.sessions.T).toarray())
+            top = np.argpartition(-dense, k - 1, axis=1)[:, :k]
+            rows.append(np.repeat(np.arange(begin, begin + len(dense)), k))
+            cols.append(top.ravel())
+            vals.append(np.take_along_axis(dense, top, axis=1).ravel())
+        if not rows:
+            return sp.csr_matrix((current.shape[0], n_sessions))
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(current.shape[0], n_sessions)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -13,6 +14,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from training import distributed
 from training.hyperparams import DEFAULTS
 from training.model import DemandLSTM
 from training.sequences import Batch, EncodedHistory, iterate_batches
@@ -69,7 +71,7 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _loss(model: DemandLSTM, b: Batch, intent_weight: float) -> torch.Tensor:
+def _loss(model: torch.nn.Module, b: Batch, intent_weight: float) -> torch.Tensor:
     logp, intent_logit, _ = model(b.steps, b.win_cat, b.win_type, b.win_age, b.target, b.prior_at_target)
     demand_mask = (b.target_period == TRAIN) & (b.target > 1)
     demand = -(logp * demand_mask).sum() / demand_mask.sum().clamp(min=1)
@@ -130,12 +132,16 @@ def fit(
     """Train with Adam; keep the weights of the epoch with the best validation MRR@10.
 
     Histories with leave-user-out prior values attached (``sequences.attach_leave_user_out``)
-    train on those; without them the model's own prior is read.
+    train on those; without them the model's own prior is read. Under ``torchrun`` each rank
+    trains on its shard of the users through DDP (``training/distributed.py``).
     """
     seed_everything(config.seed, config.threads)
-    rng = np.random.default_rng(config.seed)
+    rank = distributed.rank_and_world()[0]
+    rng = np.random.default_rng(config.seed + rank)
+    train = distributed.shard_by_user(train)
+    net = distributed.wrap(model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n_batches = sum(1 for _ in iterate_batches(train, config.max_tokens))
+    n_batches = distributed.min_across_ranks(sum(1 for _ in iterate_batches(train, config.max_tokens)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.epochs * n_batches)
     result = TrainResult(best_epoch=-1, best_valid_mrr10=-math.inf)
     best_state: dict[str, torch.Tensor] = {}
@@ -143,10 +149,10 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         t0, losses = time.monotonic(), []
         model.train()
-        bar = tqdm(iterate_batches(train, config.max_tokens, rng), total=n_batches, desc=f"epoch {epoch}",
-                   disable=not config.progress, leave=False)  # fmt: skip
+        batches = itertools.islice(iterate_batches(train, config.max_tokens, rng), n_batches)
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=not config.progress, leave=False)
         for batch in bar:
-            loss = _loss(model, batch, config.intent_weight)
+            loss = _loss(net, batch, config.intent_weight)
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
