@@ -77,6 +77,9 @@ def report(
 ) -> None:
     """Write report.html (inline-SVG charts) and findings.json into OUT."""
     from insights import report as rep
+    from stream.paths import check_writable_dir
+
+    check_writable_dir(out_dir, "report folder (--out)")  # before the analysis, not after it
 
     findings = rep.offline_findings(
         None if no_reviews else (reviews or rep.DEFAULT_REVIEWS),
