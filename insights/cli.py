@@ -71,6 +71,9 @@ def report(
     """Write report.html (charts inline), findings.json and a CSV per table into OUT."""
     from insights import report as rep
     from insights.names import Names
+    from stream.paths import check_writable_dir
+
+    check_writable_dir(out_dir, "report folder (--out)")  # before the analysis, not after it
 
     loaded = Names.load(names) if names else Names()
     inputs = rep.ReportInputs(reviews, categories, events, queries, loaded, bucket_s, top)

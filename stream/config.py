@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         description="Bind address of the metrics/health endpoint (containers set 0.0.0.0 to be scraped).",
     )
     http_port: int = Field(9108, ge=0, le=65_535, description="Port of the metrics/health endpoint (0 = off).")
+    latency_horizon_s: float = Field(
+        300.0,
+        gt=0,
+        description="Events older than this at publish count as backfill, not in the e2e latency histogram.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(False, description="Emit structured JSON log lines.")
     pseudonymize_users: bool = Field(False, description="HMAC user ids before they reach Redis or logs.")

@@ -73,7 +73,11 @@ def is_expected(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure the user can fix (reported in one line) rather than a bug."""
     if isinstance(exc, _PATH_ERRORS) and exc.filename is not None:
         return True
-    return isinstance(exc, error_roots()) or _invalid_settings(exc) is not None
+    if isinstance(exc, error_roots()) or _invalid_settings(exc) is not None:
+        return True
+    # A server that does not answer, straight from its client library (e.g. the insights job's).
+    return _unreachable(exc) is not None
+
 
 
 def one_line(exc: BaseException) -> str:
@@ -85,8 +89,42 @@ def one_line(exc: BaseException) -> str:
         text = f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc) or type(exc).__name__
+    hint = _hint(exc)
+    if hint and "demandstream dev up" not in text:
+        text += f" ({hint})"
+    return " ".join(text.split())
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """"Kafka" or "Redis" when ``exc`` (or what caused it) is a connection to it that failed."""
+    from aiokafka.errors import KafkaConnectionError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from stream.store.exceptions import StoreUnavailable
 
-    if isinstance(exc, StoreUnavailable):  # raised deep in the store, which cannot know the command
-        text += ' (start a local Redis with `eval "$(demandstream dev up)"`, or set DEMANDSTREAM_REDIS_URL to yours)'
-    return " ".join(text.split())
+    for cause in _causes(exc):
+        if isinstance(cause, KafkaConnectionError):
+            return "Kafka"
+        if isinstance(cause, StoreUnavailable | RedisConnectionError | RedisTimeoutError):
+            return "Redis"
+    return None
+
+
+def _hint(exc: BaseException) -> str | None:
+    """What to do about a server that did not answer (raised deep down, where the command is unknown)."""
+    server = _unreachable(exc)
+    if server is None:
+        return None
+    setting = "DEMANDSTREAM_KAFKA_BOOTSTRAP" if server == "Kafka" else "DEMANDSTREAM_REDIS_URL"
+    return f'is {server} running? `eval "$(demandstream dev up)"` starts one locally, or set {setting} to yours'
+

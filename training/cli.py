@@ -58,9 +58,6 @@ def train(
     """Train on behaviour data, compare with baselines, export to the registry, gate promotion."""
     import time
 
-    from training.pipeline import TrainOptions, run_training
-    from training.train import TrainConfig
-
     registry = registry or get_settings().model_registry
     version = version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
     # Training takes minutes: a path it cannot read or write must fail now, not at the end.
@@ -69,6 +66,10 @@ def train(
         raise click.ClickException(f"--data {data} {what}")
     check_writable_dir(registry, "model registry")
     out_dir = check_writable_dir(out_dir or registry / "reports" / version, "report folder (--out)")
+
+    from training.pipeline import TrainOptions, run_training  # torch: only once the paths are fine
+    from training.train import TrainConfig
+
     options = TrainOptions(
         data=data, data_format=data_format, registry=registry,  # type: ignore[arg-type]
         out_dir=out_dir, target=target,  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # model = the stepper incl. ONNX (ONNX alone: onnx_seconds); encode = prediction JSON.
@@ -35,8 +37,25 @@ class WorkerMetrics:
         )
         self.e2e_latency = Histogram(
             p + "e2e_latency_seconds",
-            "Event ts to prediction publish (acknowledged).",
+            "Event ts to prediction publish (acknowledged), for events within the latency horizon.",
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backfill = Counter(
+            p + "predictions_backfill",
+            "Predictions for events older than the latency horizon (a replay or backlog), kept out of e2e_latency.",
+            registry=r,
+        )
+        self.vocab_checked = Counter(
+            p + "vocab_checked", "Events naming a category/item, checked against the model.", ["field"], registry=r
+        )
+        self.vocab_unknown = Counter(
+            p + "vocab_unknown", "Events whose category/item the serving model does not know.", ["field"], registry=r
+        )
+        self.vocab_unknown_share = Gauge(
+            p + "vocab_unknown_share",
+            "Share of the last events whose category/item the serving model does not know.",
+            ["field"],
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -66,6 +85,21 @@ class WorkerMetrics:
         self.ready = Gauge(p + "ready", "1 when the worker is ready (model, Redis, Kafka).", registry=r)
         for stage in STAGES:
             self.stage_seconds.labels(stage)  # export zeros before the first batch
+
+    def observe_latency(self, published_ms: int, event_ts: Iterable[int], horizon_ms: int) -> None:
+        """Event time -> publish for recent events; older ones (backfill) are only counted.
+
+        A replayed day would otherwise put hours into a histogram meant to show live latency.
+        """
+        backfill = 0
+        for ts in event_ts:
+            age_ms = published_ms - ts
+            if age_ms > horizon_ms:
+                backfill += 1
+            else:
+                self.e2e_latency.observe(max(age_ms, 0) / 1000)
+        if backfill:
+            self.backfill.inc(backfill)
 
     def stage_total(self, stage: str) -> float:
         """Seconds spent in ``stage`` so far (for the benchmark)."""

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from tenacity import RetryCallState
 
 from stream.registry import LoadedModel, ModelRegistry, ModelVerificationError
 from stream.registry.exceptions import RegistryError
+from stream.registry.registry import how_to_get_a_model
 from stream.retry import RetryPolicy
 from stream.worker.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
+
+NO_MODEL_LOG_EVERY_S = 30.0  # how often a worker without a model says so while it waits
 
 
 class ModelWatcher:
@@ -100,6 +105,29 @@ class ModelWatcher:
                 f"its pointer window is {needed} events but the worker keeps {self._redis_window} per user: "
                 f"set DEMANDSTREAM_WINDOW_SIZE to at least {needed}"
             )
+
+    async def wait_for_model(self, stop: asyncio.Event, interval_s: float) -> bool:
+        """Poll until a servable model is promoted (True) or ``stop`` is set (False).
+
+        A worker deployed before its first model is normal (Kubernetes, a fresh checkout): it
+        stays up and not ready, says every so often how to get a model, and starts consuming
+        once one is promoted, without a restart.
+        """
+        last_said = -NO_MODEL_LOG_EVERY_S
+        while not await self.poll_once():
+            now = time.monotonic()
+            if now - last_said >= NO_MODEL_LOG_EVERY_S:
+                last_said = now
+                logger.warning(
+                    "no servable model in registry %s yet (not ready, waiting): %s",
+                    self.registry.root,
+                    how_to_get_a_model(self.registry.root),
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            if stop.is_set():
+                return False
+        return True
 
     async def watch(self, interval_s: float) -> None:
         """Poll forever (until cancelled)."""

@@ -39,6 +39,7 @@ from stream.worker.reload import ModelWatcher
 from stream.worker.state_cache import StateCache
 from stream.worker.stepper import BatchOutput, StepInput, plan_batch, run_batch
 from stream.worker.untrusted import Rejection, StateLimits, logged_key
+from stream.worker.vocab_watch import VocabularyWatch
 from stream.worker.window_codec import encode_window_row, row_of
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Worker:
         )
         self.pseudonymize = Pseudonymizer.from_settings(settings)
         self.state_cache = StateCache(settings.worker_state_cache_users)
+        self.vocab_watch = VocabularyWatch(self.metrics)
         self.records_done = 0  # records whose outputs were acknowledged and offsets committed
         self.assigned: set[TopicPartition] = set()  # kept current by the rebalance listener
         self._batch_lock = asyncio.Lock()
@@ -116,9 +118,13 @@ class Worker:
         from stream.worker.web import WebServer
 
         settings = self.settings
-        await self.watcher.poll_once()
-        if self.watcher.model is None:
-            raise NoModelError(f"no servable model in registry {settings.model_registry}")
+        # Up first, so that /healthz answers and /readyz says what is missing while the worker
+        # waits for its first model or for Kafka (a probe that cannot connect would restart it).
+        web = WebServer(self, settings.http_host, settings.http_port)
+        await web.start()
+        if not await self.watcher.wait_for_model(stop, settings.model_poll_interval_s):
+            await web.stop()
+            return
         load_segmenter()  # jieba's dictionary, before the first text event needs it (and frozen below)
         # Everything allocated so far (imported modules, the model, jieba's dictionary) lives as
         # long as the worker: moved out of the collector's view, full collections stop scanning
@@ -128,6 +134,7 @@ class Worker:
         gc.freeze()
         options = kafka_options(settings)
         if not await wait_for_kafka(options, stop, self.retry_policy):  # a missing broker is waited for, not fatal
+            await web.stop()
             return
         producer = AIOKafkaProducer(**options, acks="all", linger_ms=2, max_batch_size=256 * 1024)
         consumer = AIOKafkaConsumer(
@@ -141,7 +148,6 @@ class Worker:
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
         )
-        web = WebServer(self, settings.http_host, settings.http_port)
         await producer.start()
         publisher = BatchPublisher(producer)
         watch_task: asyncio.Task[None] | None = None
@@ -153,7 +159,6 @@ class Worker:
                 listener=_FinishBatchOnRevoke(self._batch_lock, self._wait_in_flight, self.assigned, self.state_cache),
             )
             self._kafka_ok = self._redis_ok = True
-            await web.start()
             watch_task = asyncio.create_task(self.watcher.watch(settings.model_poll_interval_s))
             kafka_task = asyncio.create_task(watch_kafka(options, self._set_kafka_ok))
             logger.info("worker started: group %s, topic %s", settings.consumer_group, settings.topic_events)
@@ -343,8 +348,7 @@ class Worker:
         metrics.predictions_out.inc(len(outgoing.predicted_ts) - lost)
         for code in outgoing.dlq_codes:
             metrics.dlq.labels(code).inc()
-        for ts in outgoing.predicted_ts:
-            metrics.e2e_latency.observe(max(published - ts, 0) / 1000)
+        metrics.observe_latency(published, outgoing.predicted_ts, int(self.settings.latency_horizon_s * 1000))
 
         started = time.perf_counter()
         try:
@@ -387,6 +391,8 @@ class Worker:
         events: list[Event] = []
         appends: list[WindowAppend] = []
         rows = []
+        category_ids: list[str | None] = []
+        item_ids: list[str | None] = []
         now = _now_ms()
         for record in records:
             decoded = self.decoder.decode(record.value)
@@ -397,8 +403,11 @@ class Worker:
             row = row_of(decoded)
             user_key = self.pseudonymize(decoded.user_id)
             events.append(decoded)
+            category_ids.append(decoded.category_id)
+            item_ids.append(decoded.item_id)
             rows.append(row)
             appends.append(WindowAppend(user_key, decoded.event_id, decoded.ts, encode_window_row(row)))
+        self.vocab_watch.observe(category_ids, item_ids, model.categories, model.encoder.items)
         metrics.stage_seconds.labels("decode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()

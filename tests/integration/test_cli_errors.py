@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,9 +143,22 @@ def test_forget_user_without_redis(run: Run) -> None:
     assert_one_line(run("forget-user", "u1"), "Redis unavailable", "DEMANDSTREAM_REDIS_URL")
 
 
+def test_insights_run_without_redis_or_broker(run: Run, redis_server: Any) -> None:
+    assert_one_line(run("insights", "run"), "Error 111", "is Redis running?", "DEMANDSTREAM_REDIS_URL")
+    result = run("insights", "run", log_level="CRITICAL", DEMANDSTREAM_REDIS_URL=redis_server.url)
+    assert_one_line(result, "KafkaConnectionError", "is Kafka running?", "DEMANDSTREAM_KAFKA_BOOTSTRAP")
+
+
 def test_insights_report_with_a_missing_review_file(run: Run, tmp_path: Path) -> None:
     result = run("insights", "report", "--out", str(tmp_path / "r"), "--reviews", "missing.csv")
     assert_one_line(result, "missing.csv")
+
+
+def test_insights_report_refuses_an_output_folder_that_is_a_file_before_the_analysis(run: Run, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    result = run("insights", "report", "--out", str(a_file), "--reviews", "missing.csv", "--no-queries")
+    assert_one_line(result, "--out", "is a file, not a directory")  # not the missing review file: checked first
 
 
 def test_invalid_settings_name_the_variable(run: Run) -> None:
