@@ -77,8 +77,12 @@ def lift_sentence(name: str, lift: float, lower: float, period: str) -> str:
 
     >>> lift_sentence("earphones", 1.62, 1.31, "hour")
     'Demand for earphones this hour is 1.6x its usual share; at least 1.3x with 95% confidence.'
+    >>> lift_sentence("tablets", 1.19, 1.027, "day").split("; ")[1]
+    'at least 1.03x with 95% confidence.'
     """
-    return f"Demand for {name} this {period} is {lift:.1f}x its usual share; at least {lower:.1f}x with 95% confidence."
+    # Near 1 one decimal would read "at least 1.0x", i.e. no rise: show two there.
+    low = f"{lower:.2f}" if lower < 1.1 else f"{lower:.1f}"
+    return f"Demand for {name} this {period} is {lift:.1f}x its usual share; at least {low}x with 95% confidence."
 
 
 def period_name(bucket_s: int) -> str:

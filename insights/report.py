@@ -145,6 +145,20 @@ def render_charts(f: Findings) -> dict[str, str]:
     return out
 
 
+INTENT_MIN_SPREAD = 0.05  # intent that varies less than this across categories separates nothing
+
+
+def intent_note(f: Findings) -> str:
+    """A sentence instead of an intent column when intent is about the same for every category."""
+    values = [d.mean_intent for d in f.demand if d.mean_intent is not None]
+    if not values or max(values) - min(values) >= INTENT_MIN_SPREAD:
+        return ""
+    return (
+        f"Purchase intent is about {min(values):.2f} for every category: the model does not tell "
+        "categories apart on intent, so it is not shown per row."
+    )
+
+
 def render_html(findings: Findings) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("insights", "templates"), autoescape=True)
     generated = datetime.fromtimestamp(findings.generated_at / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -156,6 +170,7 @@ def render_html(findings: Findings) -> str:
         bucket_labels=charts.bucket_labels(findings.buckets, findings.bucket_s),
         sources={s.part: s.detail for s in findings.sources},
         min_z=MIN_Z,
+        intent_note=intent_note(findings),
     )
 
 

@@ -23,14 +23,16 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$wanted" ]]; then
     echo "$wanted" >"$STAMP"
 fi
 
-# The insights dashboard test drives a real headless Chromium (Debian's packages).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# The insights dashboard test drives a real headless Chromium (Debian's packages), with CJK fonts
+# so that the Chinese it renders is glyphs, not boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then
     if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: installing Debian's chromium + chromium-driver for the dashboard test"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
-            >/dev/null || exit 2
+        echo "test.sh: installing Debian's chromium + chromium-driver + fonts-noto-cjk for the dashboard test"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+            fonts-noto-cjk; } >/dev/null || exit 2
     else
-        echo "test.sh: need chromium and chromedriver: apt-get install chromium chromium-driver (as root)" >&2
+        echo "test.sh: need chromium, chromedriver and CJK fonts: apt-get install chromium chromium-driver fonts-noto-cjk (as root)" >&2
         exit 2
     fi
 fi
