@@ -157,8 +157,10 @@ def test_insights_report_with_a_missing_review_file(run: Run, tmp_path: Path) ->
 def test_insights_report_refuses_an_output_folder_that_is_a_file_before_the_analysis(run: Run, tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
-    result = run("insights", "report", "--out", str(a_file), "--reviews", "missing.csv", "--no-queries")
-    assert_one_line(result, "--out", "is a file, not a directory")  # not the missing review file: checked first
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("cat,label,review\n手机,0,电池不耐用\n", encoding="utf-8")
+    result = run("insights", "report", "--out", str(a_file), "--reviews", str(reviews))
+    assert_one_line(result, "--out", "is a file, not a directory")  # checked before the reviews are analysed
 
 
 def test_invalid_settings_name_the_variable(run: Run) -> None:
