@@ -38,18 +38,21 @@ def test_unknown_categories_are_counted_and_warned_about_once_the_window_is_full
     watch.observe(["zz", "c1"], ["i1", None], KNOWN, set())
     assert _value(metrics, "vocab_checked_total", {"field": "category"}) == 11
     assert _value(metrics, "vocab_unknown_total", {"field": "category"}) == 10
-    assert _value(metrics, "vocab_unknown_share", {"field": "category"}) == pytest.approx(0.9)
+    assert _value(metrics, "vocab_unknown_share", {"field": "category"}) == pytest.approx(10 / 11)
     assert _value(metrics, "vocab_unknown_total", {"field": "item"}) == 1
     (record,) = caplog.records
-    assert "90% of the last 10 events" in record.getMessage() and "retrain" in record.getMessage()
+    assert "91% of the last 11 events" in record.getMessage() and "retrain" in record.getMessage()
     watch.observe(["zz"] * 10, [None] * 10, KNOWN, set())
     assert len(caplog.records) == 1  # at most one warning a minute
 
 
-def test_known_categories_raise_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_share_follows_the_recent_batches(caplog: pytest.LogCaptureFixture) -> None:
     metrics = WorkerMetrics(CollectorRegistry())
     watch = VocabularyWatch(metrics, window=10, warn_share=0.5)
     caplog.set_level(logging.WARNING, logger="stream.worker.vocab_watch")
-    watch.observe(["c1", "c2", "zz", "c1"] * 5, [None] * 20, KNOWN, set())
-    assert watch.share("category") == pytest.approx(0.3)  # the last 10 of 20: zz at 10, 14 and 18
-    assert not caplog.records
+    watch.observe(["zz"] * 10, [None] * 10, KNOWN, set())  # a catalogue the model does not know...
+    assert watch.share("category") == 1.0 and len(caplog.records) == 1
+    for _ in range(3):
+        watch.observe(["c1", "c2", "zz", "c1", "c2"], [None] * 5, KNOWN, set())  # ...then one it mostly knows
+    assert watch.share("category") == pytest.approx(0.2)  # the last two batches: the first fell out
+    assert _value(metrics, "vocab_checked_total", {"field": "category"}) == 25
