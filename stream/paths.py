@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stream.exceptions import DemandstreamError
 
-class PathNotWritable(Exception):
+
+class PathNotWritable(DemandstreamError):
     """A directory a command must write to is a file, or sits where nothing can be created."""
 
 

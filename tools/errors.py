@@ -17,22 +17,9 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-# The root error class of each concern, imported only once a command has failed (so that the
-# command line does not import every package to start). Kept as names so that a lightweight
-# command never imports the trainer's or the insights' modules just to classify an error.
-_ERROR_ROOTS = (
-    "stream.features.exceptions:FeatureError",
-    "stream.registry.exceptions:RegistryError",
-    "stream.store.exceptions:StoreError",
-    "stream.worker.exceptions:WorkerError",
-    "training.exceptions:TrainingError",
-    "training.data.exceptions:DataError",
-    "insights.exceptions:InsightsError",
-    "tools.devinfra.exceptions:DevInfraError",
-    "tools.simulate.exceptions:SimulateError",
-    "stream.paths:PathNotWritable",
-    "tools.exceptions:ToolError",
-)
+# The project's one exception root (stream/exceptions.py), imported only once a command has failed
+# (so that the command line does not import every package to start).
+_ERROR_ROOTS = ("stream.exceptions:DemandstreamError",)
 
 # OS errors that mean "the path you gave is wrong", not "the program is wrong".
 _PATH_ERRORS: tuple[type[OSError], ...] = (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class ToolError(Exception):
+
+class ToolError(DemandstreamError):
     """Base class of the tools' own errors: a command cannot do what was asked as given."""
 
 
