@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from stream.config import get_settings
+from stream.paths import check_writable_dir
 from training.data.load import DATA_FORMATS
 from training.hyperparams import DEFAULTS  # torch-free
 
@@ -57,14 +58,21 @@ def train(
     """Train on behaviour data, compare with baselines, export to the registry, gate promotion."""
     import time
 
-    from training.pipeline import TrainOptions, run_training
-    from training.train import TrainConfig
-
     registry = registry or get_settings().model_registry
     version = version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
+    # Training takes minutes: a path it cannot read or write must fail now, not at the end.
+    if data_format != "kafka" and not Path(data).is_file():
+        what = "is a directory, not a file" if Path(data).is_dir() else "does not exist"
+        raise click.ClickException(f"--data {data} {what}")
+    check_writable_dir(registry, "model registry")
+    out_dir = check_writable_dir(out_dir or registry / "reports" / version, "report folder (--out)")
+
+    from training.pipeline import TrainOptions, run_training  # torch: only once the paths are fine
+    from training.train import TrainConfig
+
     options = TrainOptions(
         data=data, data_format=data_format, registry=registry,  # type: ignore[arg-type]
-        out_dir=out_dir or registry / "reports" / version, target=target,  # type: ignore[arg-type]
+        out_dir=out_dir, target=target,  # type: ignore[arg-type]
         split_dates=split_dates or None, split_fractions=split_fractions or None, window=window,
         hidden=hidden, version=version, promote=not no_promote, force=force, strict=strict,
         train=TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=not no_progress),

@@ -17,6 +17,7 @@ from training import distributed
 from training.baselines import FittedBaselines, fit_baselines
 from training.data import (
     BadRows,
+    DataError,
     DataSummary,
     EncodedEvents,
     UserSequence,
@@ -132,6 +133,10 @@ def load_stage(options: TrainOptions) -> Loaded:
     bad_rows = BadRows(strict=options.strict, max_bad=options.max_bad_rows)
     events = load_events(options.data, options.data_format, bad_rows=bad_rows)
     sequences, summary = clean_events(events, ts_bounds=default_ts_bounds(options.data_format), bad_rows=bad_rows)
+    if not sequences:
+        first = f"; first: {bad_rows.examples[0]}" if bad_rows.examples else ""
+        raise DataError(f"{options.data}: no usable events ({bad_rows.count} malformed rows skipped{first}); "
+                        f"is --format {options.data_format} the file's format?")  # fmt: skip
     split = choose_split(options, sequences)
     log.info("%d users, %d events; split %s", summary.users, summary.events, split.to_dict())
     return Loaded(sequences, summary, split)

@@ -171,9 +171,12 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if stale >= config.patience:
-                log.info("early stop after epoch %d (best %d)", epoch, result.best_epoch)
+            # Only an early stop when epochs were left to run; after the last one it is just the end.
+            if stale >= config.patience and epoch < config.epochs:
+                log.info("early stop after epoch %d of %d (best %d)", epoch, config.epochs, result.best_epoch)
                 break
+    if result.best_epoch < len(result.curve):
+        log.info("keeping the weights of epoch %d (best validation MRR@10)", result.best_epoch)
     model.load_state_dict(best_state)
     result.seconds = time.monotonic() - started
     return result
