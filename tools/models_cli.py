@@ -59,11 +59,19 @@ def verify(registry: Path | None, version: str | None) -> None:
 @models.command()
 @_registry_option
 @click.argument("version")
-def promote(registry: Path | None, version: str) -> None:
-    """Serve VERSION (after verifying it); workers pick it up without a restart."""
+@click.option("--force", is_flag=True, help="Serve it even below its own baselines or for another catalogue.")
+def promote(registry: Path | None, version: str, force: bool) -> None:
+    """Serve VERSION (after verifying it and checking it against its baselines and the serving
+    model's catalogue); workers pick it up without a restart."""
     reg = _open(registry)
     try:
         LoadedModel.load(reg, version)
+        if not force:
+            from training.promotion import check_manifest_promotion  # the gate's rules, imported on use
+
+            refusal = check_manifest_promotion(reg, version)
+            if refusal:
+                raise click.ClickException(f"not promoted: {refusal}; use --force to serve it anyway")
         reg.promote(version)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from stream.features import EventEncoder, FeatureSpec, Vocabulary
-from stream.registry import LoadedModel, ModelRegistry
+from stream.registry import ModelRegistry
 from training.baselines import fit_baselines
 from training.data import (
     BadRows,
@@ -27,10 +28,11 @@ from training.data.encoded import Target
 from training.data.load import DataFormat
 from training.evaluate import evaluate
 from training.export import export_to_registry
+from training.intent import calibrate_intent, judge_intent
 from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
 from training.priors import LeaveUserOutPrior
-from training.promotion import PromotionDecision, decide_promotion, score_served_model
+from training.promotion import PromotionDecision, decide_promotion
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
 from training.sequences import EncodedHistory, encode_history
 from training.split import TEST, VALID, TimeSplit
@@ -69,6 +71,7 @@ class TrainOutcome:
     metrics: dict[str, dict[str, Any]]
     promotion: PromotionDecision
     seconds: float
+    intent: dict[str, Any] = field(default_factory=dict)
 
 
 def choose_split(options: TrainOptions, sequences: list[UserSequence]) -> TimeSplit:
@@ -152,6 +155,7 @@ def run_training(options: TrainOptions) -> TrainOutcome:
     # Training positions read the transition prior without their own user's transitions (priors.py).
     loo = LeaveUserOutPrior.from_counts(baselines.transition_counts, baselines.popularity)
     result = fit(model, histories, valid_mrr, options.train, loo if model.transitions.shape[0] > 1 else None)
+    platt = calibrate_intent(model, histories)
     test = predict(model, histories, TEST)
     if not np.array_equal(test.targets, data.target[test_queries]):
         raise RuntimeError("model and baselines were scored on different test events")  # a bug, not bad input
@@ -170,6 +174,9 @@ def run_training(options: TrainOptions) -> TrainOutcome:
     )  # fmt: skip
     files = write_report(report_input, options.out_dir)
     metrics: dict[str, dict[str, Any]] = {name: dict(r.metrics) for name, r in methods.items()}
+    intent = judge_intent(data, test_queries, known, intent_labels[known] == 1,
+                          test.intent_scores[known], baseline_intent[known], platt)  # fmt: skip
+    (options.out_dir / "intent.json").write_text(json.dumps(intent, indent=2), encoding="utf-8")
 
     registry = ModelRegistry(options.registry)
     parity = [s.events for s in sequences[-min(16, len(sequences)) :]]
@@ -177,21 +184,16 @@ def run_training(options: TrainOptions) -> TrainOutcome:
         registry, model, categories, items, version=version, parity_histories=parity,
         top_k=min(options.top_k, len(targets) - 2),  # never rank padding/OOV, even for tiny vocabularies
         extra={"target": options.target, "data_summary": summary.to_dict(), "split": split.to_dict(),
-               "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1)}},
+               "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1), "intent": intent,
+                           "baselines": baselines.params()}},
     )  # fmt: skip
-    # Gate on ONNX scores for both models, the way workers will serve them (like for like); with
-    # nothing to compare against (empty registry, --force) the gate never looks at them.
-    compared = registry.current_version() is not None and not options.force
-    served_metrics = (
-        score_served_model(LoadedModel.load(registry, version), sequences, data, test_queries, targets)
-        if compared
-        else model_metrics
-    )
+    # The gate scores both models through ONNX, the way workers serve them (like for like), on the
+    # test events both vocabularies hold; first it checks the model against its own baselines.
     decision = decide_promotion(
-        registry, version, sequences, data, test_queries, served_metrics,
-        target=options.target, target_vocab=targets, force=options.force,
+        registry, version, sequences, data, test_queries, target=options.target, target_vocab=targets,
+        method_metrics=metrics, force=options.force,
     )  # fmt: skip
     if options.promote and decision.promote:
         registry.promote(version)
     log.info("promotion of %s: %s", version, decision.reason)
-    return TrainOutcome(version, files, metrics, decision, time.monotonic() - started)
+    return TrainOutcome(version, files, metrics, decision, time.monotonic() - started, intent)

@@ -1,0 +1,119 @@
+"""``demandstream evaluate``: its own consumer group over the events and predictions topics.
+
+Why a separate consumer rather than code in every worker: it needs each user's *next* event
+after a prediction, which a worker has only in its Redis window (one more read per event on the
+hot path), and it must see every model version's predictions whichever worker made them. Its
+state is small and rebuilt from the topics after a restart (metrics restart with it); offsets are
+auto-committed because a lost or repeated judgement only nudges a sliding average.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+
+from stream.config import Settings
+from stream.contracts import Event, EventDecoder, Prediction
+from stream.evaluation.scoring import OnlineScorer, RepeatBaseline
+from stream.evaluation.windows import OnlineMetrics
+from stream.registry import ModelRegistry, RegistryError
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_EVERY_S = 5.0
+
+
+def serving_baseline(settings: Settings) -> RepeatBaseline:
+    """The ``repeat`` baseline with the serving version's tuned parameters (defaults without one)."""
+    registry = ModelRegistry(settings.model_registry)
+    try:
+        current = registry.current_version()
+        params = registry.manifest(current).metrics.get("baselines", {}).get("repeat") if current else None
+    except RegistryError as exc:
+        log.warning("baseline parameters unavailable (%s); using defaults", exc)
+        params = None
+    return RepeatBaseline.from_params(params) if isinstance(params, dict) else RepeatBaseline()
+
+
+class Evaluator:
+    """Feeds both topics into an :class:`OnlineScorer` and its judgements into :class:`OnlineMetrics`."""
+
+    def __init__(self, settings: Settings, baseline: RepeatBaseline | None = None) -> None:
+        self.settings = settings
+        self.scorer = OnlineScorer(baseline or serving_baseline(settings), k=settings.top_k)
+        self.metrics = OnlineMetrics(settings.evaluation_window_s * 1000, k=settings.top_k)
+        self.decoder = EventDecoder(min_ts_ms=settings.min_event_ts_ms, max_bytes=settings.max_event_bytes)
+        self._predictions = msgspec.json.Decoder(Prediction)
+        self.records = 0
+        self.skipped = 0
+
+    def handle(self, topic: str, value: bytes | None) -> None:
+        """One record of either topic; undecodable ones are counted and skipped (the worker DLQs them)."""
+        self.records += 1
+        if value is None:
+            self.skipped += 1
+            return
+        if topic == self.settings.topic_predictions:
+            try:
+                prediction = self._predictions.decode(value)
+            except msgspec.DecodeError:
+                self.skipped += 1
+                return
+            self.metrics.record(*self.scorer.add_prediction(prediction))
+            return
+        event = self.decoder.decode(value)
+        if not isinstance(event, Event):
+            self.skipped += 1
+            return
+        self.metrics.record(*self.scorer.add_event(event))
+
+    async def run(self, stop: asyncio.Event, *, idle_stop_s: float | None = None) -> None:
+        """Consume until ``stop`` (or, with ``idle_stop_s``, until nothing arrived for that long)."""
+        from aiokafka import AIOKafkaConsumer
+
+        from stream.kafka_options import kafka_options
+
+        settings = self.settings
+        if settings.evaluation_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.evaluation_port, addr=settings.http_host, registry=self.metrics.registry)
+        consumer = AIOKafkaConsumer(
+            settings.topic_events,
+            settings.topic_predictions,
+            **kafka_options(settings),
+            group_id=settings.evaluation_group,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
+        )
+        await consumer.start()
+        last_data = published = time.monotonic()
+        try:
+            while not stop.is_set():
+                batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=200, max_records=2048)
+                now = time.monotonic()
+                for tp, records in batches.items():
+                    for record in records:
+                        self.handle(tp.topic, record.value)
+                if batches:
+                    last_data = now
+                elif idle_stop_s is not None and now - last_data > idle_stop_s:
+                    break
+                if now - published > _PUBLISH_EVERY_S:
+                    self.publish()
+                    published = now
+        finally:
+            self.publish()
+            await consumer.stop()
+
+    def publish(self) -> dict[str, dict[str, float]]:
+        summary = self.metrics.publish()
+        for version, row in summary.items():
+            log.info("online %s: %s", version, {k: round(v, 4) for k, v in row.items()})
+        return summary
