@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         "demandstream-evaluate", description="Consumer group of `demandstream evaluate` (events + predictions)."
     )
     evaluation_port: int = Field(9110, ge=0, le=65_535, description="Port of the evaluator's /metrics (0 = off).")
+    evaluation_shadow_sample: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of users (stable by id) on whom shadow model versions run."
+    )
     evaluation_window_s: int = Field(
         2 * 24 * 3600, ge=60, description="Event-time window of the evaluator's online metrics gauges."
     )

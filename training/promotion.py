@@ -187,3 +187,23 @@ def check_manifest_promotion(registry: ModelRegistry, version: str) -> str | Non
             if share < MIN_VOCABULARY_OVERLAP:
                 refusals.append(catalogue_refusal(current, share, f"the {VOCABULARY_HEAD} most frequent of {version}"))
     return "; ".join(refusals) or None
+
+
+def check_live_promotion(registry: ModelRegistry, version: str, min_events: int) -> str | None:
+    """Why the live numbers refuse ``version``, or ``None``: it must have been judged on at least
+    ``min_events`` events (as a shadow) and score at least the serving model on the same sampled
+    users (the evaluator's ``<serving>@sample`` row) on MRR@10 and Recall@10."""
+    live = registry.live_metrics()
+    current = registry.current_version()
+    mine = live.get(version, {})
+    if mine.get("events", 0) < min_events:
+        judged = mine.get("events", 0)
+        return f"{version} has {judged:.0f} live judged events, fewer than {min_events} (run it as a shadow)"
+    reference = live.get(f"{current}@sample")
+    if not reference or not reference.get("events"):
+        return f"no live numbers of the serving model {current} on the shadow's users to compare with"
+    worse = [m for m in ("mrr", "recall") if mine[f"{m}_model"] < reference[f"{m}_model"]]
+    if worse:
+        summary = ", ".join(f"live {m} {mine[f'{m}_model']:.4f} vs {reference[f'{m}_model']:.4f}" for m in worse)
+        return f"{version} is worse than serving {current} on the same users ({summary})"
+    return None

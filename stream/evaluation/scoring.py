@@ -73,8 +73,10 @@ class _User:
     repeat: dict[str, float] = field(default_factory=dict)
     ref_ts: int = 0
     baseline_topk: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)  # event id -> ranking
-    predictions: OrderedDict[str, Prediction] = field(default_factory=OrderedDict)  # waiting for the next event
-    targets: OrderedDict[str, tuple[int, str | None]] = field(default_factory=OrderedDict)  # waiting for a prediction
+    # event id -> its predictions (one per version: serving, shadows) still waiting for the next event
+    predictions: OrderedDict[str, list[Prediction]] = field(default_factory=OrderedDict)
+    # event id -> (ts, category) of the event after it, for predictions that arrive later
+    targets: OrderedDict[str, tuple[int, str | None]] = field(default_factory=OrderedDict)
     intents: list[tuple[str, float, int]] = field(default_factory=list)  # version, probability, events left
 
 
@@ -121,11 +123,9 @@ class OnlineScorer:
         judged: list[Judged] = []
         if user.events:
             previous_id = user.events[-1][0]
-            prediction = user.predictions.pop(previous_id, None)
-            if prediction is not None:
+            for prediction in user.predictions.pop(previous_id, []):
                 judged.append(self._judge(user, prediction, event.ts, event.category_id))
-            else:
-                _bounded_put(user.targets, previous_id, (event.ts, event.category_id))  # type: ignore[arg-type]
+            _bounded_put(user.targets, previous_id, (event.ts, event.category_id))  # type: ignore[arg-type]
         intents = self._resolve_intents(user, event.type == "purchase")
         user.events.append((event.event_id, event.ts, event.category_id, event.type))
         if event.category_id is not None:
@@ -133,19 +133,20 @@ class OnlineScorer:
             self._events_seen += 1
             self._add_repeat(user, event)
         _bounded_put(user.baseline_topk, event.event_id, self._baseline_ranking(user))  # type: ignore[arg-type]
-        early = user.predictions.get(event.event_id)  # its prediction was read before the event
-        if early is not None:
+        for early in user.predictions.get(event.event_id, []):  # predictions read before their event
             intents += self._start_intent(user, early)
         return judged, intents
 
     def add_prediction(self, prediction: Prediction) -> tuple[list[Judged], list[IntentOutcome]]:
         user = self._user(prediction.user_id)
         judged: list[Judged] = []
-        target = user.targets.pop(prediction.event_id, None)
+        target = user.targets.get(prediction.event_id)
         if target is not None:
             judged.append(self._judge(user, prediction, *target))
+        elif prediction.event_id in user.predictions:
+            user.predictions[prediction.event_id].append(prediction)
         else:
-            _bounded_put(user.predictions, prediction.event_id, prediction)  # type: ignore[arg-type]
+            _bounded_put(user.predictions, prediction.event_id, [prediction])  # type: ignore[arg-type]
         if not any(e[0] == prediction.event_id for e in user.events):
             return judged, []  # read before its event: judged from there (add_event)
         return judged, self._start_intent(user, prediction)

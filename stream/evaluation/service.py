@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 
 from stream.config import Settings
 from stream.contracts import Event, EventDecoder, Prediction
-from stream.evaluation.scoring import OnlineScorer, RepeatBaseline
+from stream.evaluation.scoring import IntentOutcome, Judged, OnlineScorer, RepeatBaseline
+from stream.evaluation.shadow import ShadowRunner, in_sample
 from stream.evaluation.windows import OnlineMetrics
 from stream.registry import ModelRegistry, RegistryError
 
@@ -48,8 +50,19 @@ class Evaluator:
         self.metrics = OnlineMetrics(settings.evaluation_window_s * 1000, k=settings.top_k)
         self.decoder = EventDecoder(min_ts_ms=settings.min_event_ts_ms, max_bytes=settings.max_event_bytes)
         self._predictions = msgspec.json.Decoder(Prediction)
+        self.registry = ModelRegistry(settings.model_registry)
+        self.shadow = ShadowRunner(self.registry, settings.evaluation_shadow_sample)
+        self.shadow.refresh()
         self.records = 0
         self.skipped = 0
+
+    def _record(self, user_id: str, judged: list[Judged], intents: list[IntentOutcome]) -> None:
+        """Record; the serving model's judgements of shadow-sampled users are also recorded under
+        ``<version>@sample``, the like-for-like reference of the shadows' numbers."""
+        self.metrics.record(judged, intents)
+        if self.shadow.shadows and in_sample(user_id, self.shadow.share):
+            served = [replace(j, version=f"{j.version}@sample") for j in judged if j.version not in self.shadow.shadows]
+            self.metrics.record(served, [])
 
     def handle(self, topic: str, value: bytes | None) -> None:
         """One record of either topic; undecodable ones are counted and skipped (the worker DLQs them)."""
@@ -63,13 +76,15 @@ class Evaluator:
             except msgspec.DecodeError:
                 self.skipped += 1
                 return
-            self.metrics.record(*self.scorer.add_prediction(prediction))
+            self._record(prediction.user_id, *self.scorer.add_prediction(prediction))
             return
         event = self.decoder.decode(value)
         if not isinstance(event, Event):
             self.skipped += 1
             return
-        self.metrics.record(*self.scorer.add_event(event))
+        self._record(event.user_id, *self.scorer.add_event(event))
+        for shadow_prediction in self.shadow.observe(event):
+            self.metrics.record(*self.scorer.add_prediction(shadow_prediction))
 
     async def run(self, stop: asyncio.Event, *, idle_stop_s: float | None = None) -> None:
         """Consume until ``stop`` (or, with ``idle_stop_s``, until nothing arrived for that long)."""
@@ -113,7 +128,14 @@ class Evaluator:
             await consumer.stop()
 
     def publish(self) -> dict[str, dict[str, float]]:
+        """Set the gauges, share the window's numbers through the registry (``models promote``
+        reads them for shadows), and pick up shadow marks."""
         summary = self.metrics.publish()
+        try:
+            self.registry.write_live_metrics(summary)
+        except OSError as exc:
+            log.warning("cannot write live metrics to the registry: %s", exc)
+        self.shadow.refresh()
         for version, row in summary.items():
             log.info("online %s: %s", version, {k: round(v, 4) for k, v in row.items()})
         return summary

@@ -4,7 +4,7 @@ sliding window: ``rate(rr_sum[1h]) / rate(judged[1h])``) and gauges over a slidi
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -18,14 +18,15 @@ _P = "demandstream_eval_"
 
 @dataclass
 class _Window:
-    entries: deque[tuple[int, float, int, float, int]] = field(default_factory=deque)
+    # a heap by event time: partitions are read at different paces, so entries arrive out of order
+    entries: list[tuple[int, float, int, float, int]] = field(default_factory=list)
     rr_model: float = 0.0
     hit_model: int = 0
     rr_baseline: float = 0.0
     hit_baseline: int = 0
 
     def add(self, ts: int, rr_m: float, hit_m: int, rr_b: float, hit_b: int) -> None:
-        self.entries.append((ts, rr_m, hit_m, rr_b, hit_b))
+        heapq.heappush(self.entries, (ts, rr_m, hit_m, rr_b, hit_b))
         self.rr_model += rr_m
         self.hit_model += hit_m
         self.rr_baseline += rr_b
@@ -33,7 +34,7 @@ class _Window:
 
     def evict_before(self, ts: int) -> None:
         while self.entries and self.entries[0][0] < ts:
-            _, rr_m, hit_m, rr_b, hit_b = self.entries.popleft()
+            _, rr_m, hit_m, rr_b, hit_b = heapq.heappop(self.entries)
             self.rr_model -= rr_m
             self.hit_model -= hit_m
             self.rr_baseline -= rr_b

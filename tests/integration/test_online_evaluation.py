@@ -12,12 +12,16 @@ from typing import Any
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 from support.models import publish_model
 from support.streams import read_topic
 
 from stream.contracts import Event, Prediction, encode_event
 from stream.evaluation.service import Evaluator
+from stream.evaluation.shadow import in_sample
+from stream.registry import ModelRegistry
 from stream.worker import Worker
+from tools.cli import main
 from tools.demo.replay import replay_file
 from tools.simulate import ShopperSimulator
 
@@ -45,8 +49,14 @@ def direct_mrr(events: list[Event], predictions: list[Prediction], k: int) -> tu
 
 async def test_the_evaluator_judges_every_prediction_by_the_next_event(settings_factory: Any, tmp_path: Path) -> None:
     # a window longer than the simulated span: every judged prediction counts
-    settings = settings_factory(evaluation_port=0, evaluation_group="eval-test", evaluation_window_s=10**8)
+    settings = settings_factory(
+        evaluation_port=0, evaluation_group="eval-test", evaluation_window_s=10**8, evaluation_shadow_sample=0.5
+    )
     await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
+    # the same weights as a shadow: stepped by the evaluator, it must reproduce the worker's predictions
+    await asyncio.to_thread(publish_model, settings.model_registry, "v1-shadow", seed=1, promote=False)
+    registry = ModelRegistry(settings.model_registry)
+    registry.set_shadow("v1-shadow")
     events = list(islice(ShopperSimulator(seed=9, users=25), 600))
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(encode_event(e) + b"\n" for e in events))
@@ -59,6 +69,7 @@ async def test_the_evaluator_judges_every_prediction_by_the_next_event(settings_
         stop.set()
         await asyncio.wait_for(task, WAIT_S)
     predictions = [msgspec.json.decode(v, type=Prediction) for v in values]
+    assert {p.model_version for p in predictions} == {"v1"}  # a shadow publishes nothing
     expected_n, expected_mrr = direct_mrr(events, predictions, settings.top_k)
     assert expected_n > 400
 
@@ -71,3 +82,23 @@ async def test_the_evaluator_judges_every_prediction_by_the_next_event(settings_
     assert evaluator.metrics.registry.get_sample_value(
         "demandstream_eval_window_mrr", {"version": "v1", "method": "baseline"}
     ) == pytest.approx(online["mrr_baseline"])
+
+    shadow, reference = evaluator.publish()["v1-shadow"], evaluator.publish()["v1@sample"]
+    sampled = {e.user_id for e in events if in_sample(e.user_id, 0.5)}
+    assert 0 < len(sampled) < len({e.user_id for e in events})
+    sampled_n, sampled_mrr = direct_mrr([e for e in events if e.user_id in sampled], predictions, settings.top_k)
+    assert shadow["events"] == reference["events"] == sampled_n
+    assert reference["mrr_model"] == pytest.approx(sampled_mrr, abs=1e-9)
+    assert shadow["mrr_model"] == pytest.approx(reference["mrr_model"], abs=1e-6)
+    assert shadow["intent_events"] > 0
+
+    # the numbers reach `models promote` through the registry
+    live = registry.live_metrics()
+    assert live["v1-shadow"]["events"] == sampled_n
+    runner = CliRunner()
+    args = ["models", "promote", "v1-shadow", "--registry", str(registry.root)]
+    too_few = runner.invoke(main, [*args, "--min-live-events", str(sampled_n + 1)])
+    assert too_few.exit_code != 0 and "fewer than" in too_few.output
+    enough = runner.invoke(main, [*args, "--min-live-events", str(sampled_n)])
+    assert enough.exit_code == 0, enough.output
+    assert registry.current_version() == "v1-shadow"

@@ -26,6 +26,7 @@ from training.model import DemandLSTM, ModelConfig
 from training.promotion import (
     MIN_VOCABULARY_OVERLAP,
     PromotionDecision,
+    check_live_promotion,
     check_manifest_promotion,
     decide_promotion,
     score_served_model,
@@ -208,3 +209,21 @@ def test_models_promote_applies_the_gate_and_force_overrides(trained: Trained, r
     publish(registry, trained, "fine")
     assert runner.invoke(main, ["models", "promote", "fine", "--registry", str(registry.root)]).exit_code == 0
     assert registry.current_version() == "fine"
+
+
+def test_live_numbers_refuse_a_worse_or_unproven_shadow(trained: Trained, registry: ModelRegistry) -> None:
+    publish(registry, trained, "shadowed")
+    row = {"events": 500.0, "mrr_model": 0.50, "recall_model": 0.70}
+    registry.write_live_metrics({"good@sample": row, "shadowed": {**row, "mrr_model": 0.49}})
+    assert "worse than serving good on the same users (live mrr 0.4900 vs 0.5000)" in str(
+        check_live_promotion(registry, "shadowed", 100)
+    )
+    assert "fewer than 1000" in str(check_live_promotion(registry, "shadowed", 1000))
+    registry.write_live_metrics({"good@sample": row, "shadowed": {**row, "mrr_model": 0.51}})
+    assert check_live_promotion(registry, "shadowed", 100) is None
+    registry.write_live_metrics({"shadowed": row})
+    assert "no live numbers of the serving model good" in str(check_live_promotion(registry, "shadowed", 100))
+    runner = CliRunner()
+    refused = runner.invoke(main, ["models", "promote", "shadowed", "--min-live-events", "100",
+                                   "--registry", str(registry.root)])  # fmt: skip
+    assert refused.exit_code != 0 and registry.current_version() == "good"

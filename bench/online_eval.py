@@ -1,0 +1,133 @@
+"""Online evaluation on a replay of the Taobao sample (issue 18's "must show").
+
+A trained model serves in one worker; ``demandstream replay`` publishes the whole sample at full
+speed while the evaluator (its own consumer group) runs beside the worker, as deployed. At the
+end, the evaluator's window (the last two days of event time) holds the test period of the
+training run, so its MRR@10 of the model and of the repeat baseline are printed beside the
+offline numbers of the same run's metrics.json. The evaluator's cost per record is then timed by
+feeding the two topics' records through a fresh evaluator in memory::
+
+    .venv/bin/python -m bench.online_eval --registry DIR --metrics DIR/reports/VERSION/metrics.json
+
+Starts its own tansu broker and redis-server; writes bench/results/online_eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import make_topics, services, write_results
+from stream.config import Settings
+from stream.evaluation import RepeatBaseline
+from stream.evaluation.service import Evaluator
+from stream.worker import Worker
+from tools.demo.replay import replay_file
+
+logger = logging.getLogger("bench.online_eval")
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DEFAULT_DATA = _SHARED / "data/taobao_userbehavior_head100k/UserBehavior_head100k.csv"
+PARTITIONS = 4
+
+
+async def read_all(bootstrap: str, topics: list[str], idle_s: float = 3.0) -> list[tuple[str, bytes]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())])
+        out: list[tuple[str, bytes]] = []
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for tp, records in (await consumer.getmany(timeout_ms=200, max_records=4096)).items():
+                out.extend((tp.topic, r.value) for r in records if r.value is not None)
+                last = time.monotonic()
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path) -> dict[str, Any]:
+    offline = json.loads(metrics_path.read_text(encoding="utf-8"))
+    methods = offline["methods"]
+    baseline = RepeatBaseline.from_params(methods["repeat"]["params"]["repeat"])
+    async with services(workdir) as svc:
+        suffix = uuid.uuid4().hex[:6]
+        topics = {name: f"{name}-{suffix}" for name in ("events", "predictions", "dlq", "models")}
+        await make_topics(svc.bootstrap, list(topics.values()), PARTITIONS)
+        settings = Settings(
+            _env_file=None, kafka_bootstrap=svc.bootstrap, redis_url=svc.redis_url, topic_events=topics["events"],
+            topic_predictions=topics["predictions"], topic_dlq=topics["dlq"], topic_models=topics["models"],
+            consumer_group=f"w-{suffix}", evaluation_group=f"e-{suffix}", model_registry=registry, http_port=0,
+            evaluation_port=0, redis_key_prefix=f"b{suffix}", kafka_session_timeout_ms=6000,
+        )  # fmt: skip
+        worker, evaluator, stop = Worker(settings), Evaluator(settings, baseline), asyncio.Event()
+        started = time.monotonic()
+        worker_task = asyncio.create_task(worker.run(stop))
+        eval_task = asyncio.create_task(evaluator.run(stop))
+        summary = await replay_file(settings, data, "taobao")
+        while worker.records_done < summary.sent:
+            await asyncio.sleep(0.5)
+        while evaluator.records < 2 * summary.sent - 50:  # both topics read (a few DLQ'd events make no prediction)
+            await asyncio.sleep(0.5)
+            if time.monotonic() - started > 3600:
+                break
+        await asyncio.sleep(3.0)
+        stop.set()
+        await asyncio.gather(worker_task, eval_task)
+        seconds = time.monotonic() - started
+        online = evaluator.publish()
+        records = await read_all(svc.bootstrap, [topics["events"], topics["predictions"]])
+    timer = Evaluator(settings, baseline)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for topic, value in records:
+        timer.handle(topic, value)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    (version, live), *_ = online.items()
+    lstm, repeat = methods["lstm"]["metrics"], methods["repeat"]["metrics"]
+    return {
+        "version": version, "replayed": summary.sent, "seconds": round(seconds, 1),
+        "online_window_days": settings.evaluation_window_s / 86400, "online": live,
+        "offline": {"mrr@10_model": lstm["mrr@10"], "mrr@10_repeat": repeat["mrr@10"],
+                    "recall@10_model": lstm["recall@10"], "recall@10_repeat": repeat["recall@10"],
+                    "n_events": lstm["n_events"]},
+        "evaluator_us_per_record": {"wall": 1e6 * wall / len(records), "cpu": 1e6 * cpu / len(records),
+                                    "records": len(records)},
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of the serving version's training")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="online-eval-") as tmp:
+        results = asyncio.run(run(args.registry, args.metrics, args.data, Path(tmp)))
+    live, off = results["online"], results["offline"]
+    rows = [
+        ("replayed events", f"{results['replayed']} in {results['seconds']} s"),
+        ("online judged (last 2 days)", f"{live['events']:.0f}  (offline test events {off['n_events']})"),
+        ("MRR@10 model online/offline", f"{live['mrr_model']:.4f} / {off['mrr@10_model']:.4f}"),
+        ("MRR@10 repeat online/offline", f"{live['mrr_baseline']:.4f} / {off['mrr@10_repeat']:.4f}"),
+        ("Recall@10 model online/offline", f"{live['recall_model']:.4f} / {off['recall@10_model']:.4f}"),
+        ("Recall@10 repeat online/offline", f"{live['recall_baseline']:.4f} / {off['recall@10_repeat']:.4f}"),
+        ("intent ECE / Brier online", f"{live.get('intent_ece', float('nan')):.4f} / "
+                                      f"{live.get('intent_brier', float('nan')):.4f}"),
+        ("evaluator µs/record (wall, cpu)", "{wall:.1f}, {cpu:.1f} over {records}".format(
+            **results["evaluator_us_per_record"])),
+    ]  # fmt: skip
+    write_results("online_eval", results, rows)
+
+
+if __name__ == "__main__":
+    main()
