@@ -27,7 +27,7 @@ from typing import Any
 from bench.common import make_topics, services, write_results
 from stream.config import Settings
 from stream.evaluation import RepeatBaseline
-from stream.evaluation.service import Evaluator
+from stream.evaluation.service import Evaluator, serving_baseline
 from stream.worker import Worker
 from tools.demo.replay import replay_file
 
@@ -35,6 +35,22 @@ logger = logging.getLogger("bench.online_eval")
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DEFAULT_DATA = _SHARED / "data/taobao_userbehavior_head100k/UserBehavior_head100k.csv"
 PARTITIONS = 4
+
+
+def training_popular(data: Path, train_end_ms: int, vocabulary: frozenset[str] | None) -> dict[str, float]:
+    """The training period's 50 most frequent categories (for a version trained before manifests
+    recorded them), counted as the trainer does: cleaned events before the split."""
+    from collections import Counter
+
+    from training.data import clean_events, default_ts_bounds, load_events
+
+    sequences, _ = clean_events(load_events(str(data), "taobao"), ts_bounds=default_ts_bounds("taobao"))
+    counts = Counter(
+        e.category_id for s in sequences for e in s.events
+        if e.ts < train_end_ms and e.category_id and (vocabulary is None or e.category_id in vocabulary)
+    )  # fmt: skip
+    total = sum(counts.values()) or 1
+    return {c: n / total for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:50]}
 
 
 async def read_all(bootstrap: str, topics: list[str], idle_s: float = 3.0) -> list[tuple[str, bytes]]:
@@ -58,7 +74,9 @@ async def read_all(bootstrap: str, topics: list[str], idle_s: float = 3.0) -> li
 async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path) -> dict[str, Any]:
     offline = json.loads(metrics_path.read_text(encoding="utf-8"))
     methods = offline["methods"]
-    baseline = RepeatBaseline.from_params(methods["repeat"]["params"]["repeat"])
+    served = serving_baseline(Settings(_env_file=None, model_registry=registry))  # the serving vocabulary
+    popular = served.popular or training_popular(data, offline["split"]["train_end_ms"], served.vocabulary)
+    baseline = RepeatBaseline.from_params(methods["repeat"]["params"]["repeat"], served.vocabulary, popular)
     async with services(workdir) as svc:
         suffix = uuid.uuid4().hex[:6]
         topics = {name: f"{name}-{suffix}" for name in ("events", "predictions", "dlq", "models")}

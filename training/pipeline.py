@@ -104,6 +104,12 @@ def transition_prior(transitions: Any, popularity: np.ndarray) -> tuple[torch.Te
     return dense, pop
 
 
+def popular_tokens(popularity: np.ndarray, targets: Vocabulary, n: int = 50) -> dict[str, float]:
+    """The training period's ``n`` most popular targets and shares, best first (the online baseline's fill)."""
+    order = [int(i) for i in np.argsort(-popularity, kind="stable") if i >= 2 and popularity[i] > 0][:n]
+    return {targets.token(i): float(popularity[i]) for i in order}
+
+
 def query_intent_labels(histories: list[EncodedHistory], queries: np.ndarray) -> np.ndarray:
     """Intent label of the model position that scores each query (the event before it)."""
     flat: np.ndarray = np.concatenate([h.intent for h in histories])
@@ -179,13 +185,15 @@ def run_training(options: TrainOptions) -> TrainOutcome:
     (options.out_dir / "intent.json").write_text(json.dumps(intent, indent=2), encoding="utf-8")
 
     registry = ModelRegistry(options.registry)
+    # what `demandstream evaluate` needs to compute the repeat baseline live as it was fitted here
+    recorded_baselines = {**baselines.params(), "popular": popular_tokens(baselines.popularity, targets)}
     parity = [s.events for s in sequences[-min(16, len(sequences)) :]]
     export_to_registry(
         registry, model, categories, items, version=version, parity_histories=parity,
         top_k=min(options.top_k, len(targets) - 2),  # never rank padding/OOV, even for tiny vocabularies
         extra={"target": options.target, "data_summary": summary.to_dict(), "split": split.to_dict(),
                "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1), "intent": intent,
-                           "baselines": baselines.params()}},
+                           "baselines": recorded_baselines}},
     )  # fmt: skip
     # The gate scores both models through ONNX, the way workers serve them (like for like), on the
     # test events both vocabularies hold; first it checks the model against its own baselines.

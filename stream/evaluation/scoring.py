@@ -30,6 +30,7 @@ INTENT_HORIZON = 10
 # every event before the worker has predicted much), and these bound what it can still pair up.
 _RECENT_EVENTS = 256  # events kept per user: a late prediction still finds its next events
 _PENDING = 2048  # unjudged predictions (or events waiting for theirs) kept per user
+_FILL = 1e-6  # the trainer's popularity weight that breaks ties and fills short lists
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,26 @@ class RepeatBaseline:
 
     half_life_h: float = 24.0
     type_weights: Mapping[str, float] = field(default_factory=dict)
+    # The serving model's target vocabulary: like the trainer's baseline, categories outside it
+    # are never ranked (None: rank every category seen).
+    vocabulary: frozenset[str] | None = None
+    # The training period's most popular categories and their shares, best first: with them the
+    # ranking is the trainer's exactly (normalised own scores + 1e-6 * share, so a popular category
+    # outranks an own one that decayed below that); empty: the stream's counts fill after own ones.
+    popular: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, object]) -> RepeatBaseline:
+    def from_params(
+        cls, params: Mapping[str, object], vocabulary: frozenset[str] | None = None,
+        popular: Mapping[str, float] | None = None,
+    ) -> RepeatBaseline:  # fmt: skip
         """From the ``repeat`` entry a training run records (``baselines.params()``)."""
         weights = params.get("type_weights", {})
-        return cls(float(params.get("half_life_h", 24.0)), dict(weights) if isinstance(weights, Mapping) else {})  # type: ignore[arg-type]
+        half_life = float(params.get("half_life_h", 24.0))  # type: ignore[arg-type]
+        return cls(half_life, dict(weights) if isinstance(weights, Mapping) else {}, vocabulary, dict(popular or {}))
+
+    def ranks(self, category: str | None) -> bool:
+        return category is not None and (self.vocabulary is None or category in self.vocabulary)
 
     def weight(self, event_type: str) -> float:
         return float(self.type_weights.get(event_type, 1.0))
@@ -128,8 +143,8 @@ class OnlineScorer:
             _bounded_put(user.targets, previous_id, (event.ts, event.category_id))  # type: ignore[arg-type]
         intents = self._resolve_intents(user, event.type == "purchase")
         user.events.append((event.event_id, event.ts, event.category_id, event.type))
-        if event.category_id is not None:
-            self.popularity[event.category_id] += 1
+        if self.baseline.ranks(event.category_id):
+            self.popularity[str(event.category_id)] += 1
             self._events_seen += 1
             self._add_repeat(user, event)
         _bounded_put(user.baseline_topk, event.event_id, self._baseline_ranking(user))  # type: ignore[arg-type]
@@ -197,8 +212,15 @@ class OnlineScorer:
 
     def _baseline_ranking(self, user: _User) -> list[str]:
         """The user's categories by decayed score (ties: more popular first), then popular ones."""
-        pop = self.popularity
-        own = heapq.nlargest(self.k, user.repeat, key=lambda c: (user.repeat[c], pop[c]))
+        if self.baseline.popular:
+            share, total = self.baseline.popular, sum(user.repeat.values()) or 1.0
+            candidates = set(user.repeat).union(list(share)[: self.k])
+            return heapq.nlargest(
+                self.k, candidates, key=lambda c: user.repeat.get(c, 0.0) / total + _FILL * share.get(c, 0.0)
+            )
+        else:
+            pop = self.popularity
+            own = heapq.nlargest(self.k, user.repeat, key=lambda c: (user.repeat[c], pop[c]))
         own = [c for c in own if user.repeat[c] > 0.0]
         if len(own) < self.k:
             taken = set(own)

@@ -22,7 +22,7 @@ from stream.contracts import Event, EventDecoder, Prediction
 from stream.evaluation.scoring import IntentOutcome, Judged, OnlineScorer, RepeatBaseline
 from stream.evaluation.shadow import ShadowRunner, in_sample
 from stream.evaluation.windows import OnlineMetrics
-from stream.registry import ModelRegistry, RegistryError
+from stream.registry import LoadedModel, ModelRegistry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,22 @@ _PUBLISH_EVERY_S = 5.0
 
 
 def serving_baseline(settings: Settings) -> RepeatBaseline:
-    """The ``repeat`` baseline with the serving version's tuned parameters (defaults without one)."""
+    """The ``repeat`` baseline with the serving version's tuned parameters and target vocabulary
+    (defaults and every category without one)."""
     registry = ModelRegistry(settings.model_registry)
+    recorded: dict[str, object] = {}
+    vocabulary = None
     try:
         current = registry.current_version()
-        params = registry.manifest(current).metrics.get("baselines", {}).get("repeat") if current else None
+        if current is not None:
+            recorded = registry.manifest(current).metrics.get("baselines", {})
+            vocabulary = frozenset(LoadedModel.load(registry, current).targets.tokens)
     except RegistryError as exc:
-        log.warning("baseline parameters unavailable (%s); using defaults", exc)
-        params = None
-    return RepeatBaseline.from_params(params) if isinstance(params, dict) else RepeatBaseline()
+        log.warning("serving model unavailable for the baseline (%s); using defaults", exc)
+    params, popular = recorded.get("repeat"), recorded.get("popular")
+    return RepeatBaseline.from_params(
+        params if isinstance(params, dict) else {}, vocabulary, popular if isinstance(popular, dict) else None
+    )
 
 
 class Evaluator:
