@@ -21,15 +21,21 @@ import logging
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from bench.common import make_topics, services, write_results
 from stream.config import Settings
+from stream.contracts import Prediction
 from stream.evaluation import RepeatBaseline
 from stream.evaluation.service import Evaluator, serving_baseline
+from stream.registry import ModelRegistry
 from stream.worker import Worker
 from tools.demo.replay import replay_file
+from training.promotion import check_live_promotion
 
 logger = logging.getLogger("bench.online_eval")
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -71,7 +77,7 @@ async def read_all(bootstrap: str, topics: list[str], idle_s: float = 3.0) -> li
         await consumer.stop()
 
 
-async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path) -> dict[str, Any]:
+async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, shadow: str | None) -> dict[str, Any]:
     offline = json.loads(metrics_path.read_text(encoding="utf-8"))
     methods = offline["methods"]
     served = serving_baseline(Settings(_env_file=None, model_registry=registry))  # the serving vocabulary
@@ -87,6 +93,8 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path) -> 
             consumer_group=f"w-{suffix}", evaluation_group=f"e-{suffix}", model_registry=registry, http_port=0,
             evaluation_port=0, redis_key_prefix=f"b{suffix}", kafka_session_timeout_ms=6000,
         )  # fmt: skip
+        if shadow:
+            ModelRegistry(registry).set_shadow(shadow)
         worker, evaluator, stop = Worker(settings), Evaluator(settings, baseline), asyncio.Event()
         started = time.monotonic()
         worker_task = asyncio.create_task(worker.run(stop))
@@ -109,9 +117,23 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path) -> 
     for topic, value in records:
         timer.handle(topic, value)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    (version, live), *_ = online.items()
+    version = ModelRegistry(registry).current_version()
+    live = online[str(version)]
     lstm, repeat = methods["lstm"]["metrics"], methods["repeat"]["metrics"]
+    published = Counter(msgspec.json.decode(v, type=Prediction).model_version
+                        for t, v in records if t == topics["predictions"])  # fmt: skip
+    shadow_part: dict[str, Any] = {}
+    if shadow:
+        sampled = online.get(f"{version}@sample", {})
+        shadow_part = {
+            "shadow": online.get(shadow, {}), "serving_on_sample": sampled,
+            "shadow_us_per_sampled_event": 1e6 * evaluator.shadow.seconds / max(sampled.get("events", 0), 1),
+            "promote_with_min_live_events_1000": check_live_promotion(ModelRegistry(registry), shadow, 1000)
+            or "allowed",
+        }  # fmt: skip
+        ModelRegistry(registry).set_shadow(shadow, on=False)
     return {
+        **shadow_part, "published_by_version": dict(published),
         "version": version, "replayed": summary.sent, "seconds": round(seconds, 1),
         "online_window_days": settings.evaluation_window_s / 86400, "online": live,
         "offline": {"mrr@10_model": lstm["mrr@10"], "mrr@10_repeat": repeat["mrr@10"],
@@ -127,10 +149,11 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True, help="metrics.json of the serving version's training")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--shadow", default=None, help="A registry version to run as a shadow meanwhile.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="online-eval-") as tmp:
-        results = asyncio.run(run(args.registry, args.metrics, args.data, Path(tmp)))
+        results = asyncio.run(run(args.registry, args.metrics, args.data, Path(tmp), args.shadow))
     live, off = results["online"], results["offline"]
     rows = [
         ("replayed events", f"{results['replayed']} in {results['seconds']} s"),
@@ -143,7 +166,18 @@ def main() -> None:
                                       f"{live.get('intent_brier', float('nan')):.4f}"),
         ("evaluator µs/record (wall, cpu)", "{wall:.1f}, {cpu:.1f} over {records}".format(
             **results["evaluator_us_per_record"])),
+        ("published predictions by version", str(results["published_by_version"])),
     ]  # fmt: skip
+    if args.shadow:
+        shadow, sampled = results["shadow"], results["serving_on_sample"]
+        rows += [
+            (f"shadow {args.shadow} MRR@10 / Recall@10", f"{shadow.get('mrr_model', 0):.4f} / "
+                                                         f"{shadow.get('recall_model', 0):.4f}"),
+            ("serving on the same users", f"{sampled.get('mrr_model', 0):.4f} / {sampled.get('recall_model', 0):.4f}"
+                                          f" over {sampled.get('events', 0):.0f} events"),
+            ("shadow µs per sampled event", f"{results['shadow_us_per_sampled_event']:.0f}"),
+            ("models promote --min-live-events 1000", results["promote_with_min_live_events_1000"]),
+        ]  # fmt: skip
     write_results("online_eval", results, rows)
 
 
