@@ -120,10 +120,10 @@ class OnlineMetrics:
         for version, w in self.windows.items():
             w.evict_before(self.watermark - self.window_ms)
             n = len(w.entries)
-            row = {
+            row = {  # running sums: max() keeps float residue of evicted entries from showing as -0.0
                 "events": float(n),
-                "mrr_model": w.rr_model / n if n else 0.0,
-                "mrr_baseline": w.rr_baseline / n if n else 0.0,
+                "mrr_model": max(0.0, w.rr_model / n) if n else 0.0,
+                "mrr_baseline": max(0.0, w.rr_baseline / n) if n else 0.0,
                 "recall_model": w.hit_model / n if n else 0.0,
                 "recall_baseline": w.hit_baseline / n if n else 0.0,
             }
