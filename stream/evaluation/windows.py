@@ -24,8 +24,12 @@ class _Window:
     hit_model: int = 0
     rr_baseline: float = 0.0
     hit_baseline: int = 0
+    # Each version slides with its own newest judged event: a shadow, judged as events arrive, runs
+    # ahead of the serving model, judged when the worker's predictions arrive.
+    watermark: int = 0
 
     def add(self, ts: int, rr_m: float, hit_m: int, rr_b: float, hit_b: int) -> None:
+        self.watermark = max(self.watermark, ts)
         heapq.heappush(self.entries, (ts, rr_m, hit_m, rr_b, hit_b))
         self.rr_model += rr_m
         self.hit_model += hit_m
@@ -86,7 +90,6 @@ class OnlineMetrics:
             _P + "intent_bin_purchases", "Of those, followed by a purchase.", ["version", "bin"], registry=r
         )
         self.intent_ece = Gauge(_P + "intent_ece", "Expected calibration error (deciles).", ["version"], registry=r)
-        self.watermark = 0
         self.windows: dict[str, _Window] = {}
         self.intents: dict[str, _Intent] = {}
 
@@ -100,7 +103,6 @@ class OnlineMetrics:
                 if rr:
                     self.hits.labels(j.version, method).inc()
             self.windows.setdefault(j.version, _Window()).add(j.target_ts, rr_m, int(rr_m > 0), rr_b, int(rr_b > 0))
-            self.watermark = max(self.watermark, j.target_ts)
         for o in intents:
             stats = self.intents.setdefault(o.version, _Intent())
             b = min(int(o.probability * INTENT_BINS), INTENT_BINS - 1)
@@ -118,7 +120,7 @@ class OnlineMetrics:
         """Slide every window to the watermark, set the gauges, and return the numbers."""
         out: dict[str, dict[str, float]] = {}
         for version, w in self.windows.items():
-            w.evict_before(self.watermark - self.window_ms)
+            w.evict_before(w.watermark - self.window_ms)
             n = len(w.entries)
             row = {  # running sums: max() keeps float residue of evicted entries from showing as -0.0
                 "events": float(n),
