@@ -9,7 +9,7 @@ from itertools import islice
 import pytest
 
 from stream.contracts import CategoryScore, Event, Prediction
-from stream.evaluation import OnlineMetrics, OnlineScorer, RepeatBaseline
+from stream.evaluation import Judged, OnlineMetrics, OnlineScorer, RepeatBaseline
 from tools.simulate import ShopperSimulator
 
 H = 3_600_000
@@ -80,3 +80,12 @@ def test_the_event_time_window_slides() -> None:
     assert row["events"] == 1  # only the last day's pair is within 10 hours of the newest
     assert row["mrr_model"] == 0.0 and row["mrr_baseline"] == pytest.approx(1.0)
     assert metrics.registry.get_sample_value("demandstream_eval_judged_total", {"version": "v"}) == 3
+
+
+def test_each_version_slides_its_own_window() -> None:
+    """A shadow judged days ahead of the serving model's (late) predictions evicts nothing of it."""
+    metrics = OnlineMetrics(window_ms=10 * H)
+    metrics.record([Judged("serving", 0, 1, 0), Judged("shadow", 0, 1, 0), Judged("shadow", 48 * H, 2, 0)], [])
+    summary = metrics.publish()
+    assert summary["serving"]["events"] == 1 and summary["serving"]["mrr_model"] == 1.0
+    assert summary["shadow"]["events"] == 1 and summary["shadow"]["mrr_model"] == 0.5
