@@ -43,6 +43,16 @@ DEFAULT_DATA = _SHARED / "data/taobao_userbehavior_head100k/UserBehavior_head100
 PARTITIONS = 4
 
 
+def cleaned_jsonl(data: Path, out: Path) -> Path:
+    from stream.contracts import encode_event
+    from training.data import clean_events, default_ts_bounds, load_events
+
+    sequences, _ = clean_events(load_events(str(data), "taobao"), ts_bounds=default_ts_bounds("taobao"))
+    events = sorted((e for s in sequences for e in s.events), key=lambda e: e.ts)
+    out.write_bytes(b"".join(encode_event(e) + b"\n" for e in events))
+    return out
+
+
 def training_popular(data: Path, train_end_ms: int, vocabulary: frozenset[str] | None) -> dict[str, float]:
     """The training period's 50 most frequent categories (for a version trained before manifests
     recorded them), counted as the trainer does: cleaned events before the split."""
@@ -83,6 +93,10 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
     served = serving_baseline(Settings(_env_file=None, model_registry=registry))  # the serving vocabulary
     popular = served.popular or training_popular(data, offline["split"]["train_end_ms"], served.vocabulary)
     baseline = RepeatBaseline.from_params(methods["repeat"]["params"]["repeat"], served.vocabulary, popular)
+    # The trainer's cleaning (duplicates, timestamps outside the sample's days) applied to what is
+    # replayed too: the same events offline and online. An event from years later would otherwise
+    # jump the event-time window past everything else.
+    cleaned = cleaned_jsonl(data, workdir / "cleaned.jsonl")
     async with services(workdir) as svc:
         suffix = uuid.uuid4().hex[:6]
         topics = {name: f"{name}-{suffix}" for name in ("events", "predictions", "dlq", "models")}
@@ -99,7 +113,7 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
         started = time.monotonic()
         worker_task = asyncio.create_task(worker.run(stop))
         eval_task = asyncio.create_task(evaluator.run(stop))
-        summary = await replay_file(settings, data, "taobao")
+        summary = await replay_file(settings, cleaned, "jsonl")
         while worker.records_done < summary.sent:
             await asyncio.sleep(0.5)
         while evaluator.records < 2 * summary.sent - 50:  # both topics read (a few DLQ'd events make no prediction)
