@@ -60,6 +60,7 @@ class ShadowRunner:
         self.max_users = max_users
         self.shadows: dict[str, _Shadow] = {}
         self.seconds = 0.0  # time spent stepping shadow models (for the cost per event)
+        self.steps = 0
 
     def refresh(self) -> None:
         """Load newly marked shadow versions, drop unmarked ones; a broken one is skipped and logged."""
@@ -84,6 +85,7 @@ class ShadowRunner:
         started = time.perf_counter()
         out = [self._step(version, shadow, event) for version, shadow in self.shadows.items()]
         self.seconds += time.perf_counter() - started
+        self.steps += len(out)
         return out
 
     def _step(self, version: str, shadow: _Shadow, event: Event) -> Prediction:
