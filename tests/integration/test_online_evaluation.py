@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from itertools import islice, pairwise
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from click.testing import CliRunner
-from support.models import publish_model
+from support.models import generated_histories, publish_model
 from support.streams import read_topic
 
 from stream.contracts import Event, Prediction, encode_event
@@ -23,7 +23,6 @@ from stream.registry import ModelRegistry
 from stream.worker import Worker
 from tools.cli import main
 from tools.demo.replay import replay_file
-from tools.simulate import ShopperSimulator
 
 WAIT_S = 90.0
 
@@ -57,7 +56,8 @@ async def test_the_evaluator_judges_every_prediction_by_the_next_event(settings_
     await asyncio.to_thread(publish_model, settings.model_registry, "v1-shadow", seed=1, promote=False)
     registry = ModelRegistry(settings.model_registry)
     registry.set_shadow("v1-shadow")
-    events = list(islice(ShopperSimulator(seed=9, users=25), 600))
+    # shoppers over the test model's categories: the live baseline ranks only the serving vocabulary
+    events = sorted((e for h in generated_histories(users=30, seed=9, max_len=50) for e in h), key=lambda e: e.ts)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(encode_event(e) + b"\n" for e in events))
     worker, stop = Worker(settings), asyncio.Event()
