@@ -85,15 +85,17 @@ def export_model(root: Path, version: str = "bench", hidden: int = HIDDEN, prior
     from stream.registry import ModelRegistry
     from training.export import export_to_registry
     from training.model import DemandLSTM, ModelConfig
+    from training.priors import SparsePrior
 
     torch.manual_seed(0)
     categories = Vocabulary([f"c{i}" for i in range(N_CATEGORIES)])
     items = Vocabulary([f"i{i}" for i in range(N_ITEMS)])
     v = len(categories)
-    transitions = torch.rand(v, v).softmax(-1)
+    transitions = torch.rand(v, v).softmax(-1).numpy()
     top_m = ModelConfig.prior_top_m if prior_top_m is None else prior_top_m
     config = ModelConfig(v, len(items), hidden=hidden, prior_top_m=top_m)
-    model = DemandLSTM(FeatureSpec(window=100), config, transitions=transitions)
+    prior = SparsePrior.from_rows(transitions, transitions.mean(axis=0), top_m)
+    model = DemandLSTM(FeatureSpec(window=100), config, prior)
     history = shopper_events(40, users=2, seed=99)
     parity = [[e for e in history if e.user_id == u] for u in ("user0", "user1")]
     registry = ModelRegistry(root)

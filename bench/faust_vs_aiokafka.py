@@ -1,5 +1,6 @@
 """faust-streaming agent vs aiokafka ``getmany``: the same N events, the same broker, one run.
 
+    .venv/bin/pip install -e '.[faust]'     # faust-streaming is an extra, not a worker dependency
     .venv/bin/python -m bench.faust_vs_aiokafka [--events 20000] [--partitions 4]
 
 Starts its own tansu broker, writes N events to one topic, then consumes all of them twice:

@@ -114,7 +114,7 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
         await make_topics(svc.bootstrap, list(topics.values()), PARTITIONS)
         settings = Settings(
             _env_file=None, kafka_bootstrap=svc.bootstrap, redis_url=svc.redis_url, topic_events=topics["events"],
-            topic_predictions=topics["predictions"], topic_dlq=topics["dlq"], topic_models=topics["models"],
+            topic_predictions=topics["predictions"], topic_dlq=topics["dlq"],
             consumer_group=f"w-{suffix}", evaluation_group=f"e-{suffix}", model_registry=registry, http_port=0,
             evaluation_port=0, redis_key_prefix=f"b{suffix}", kafka_session_timeout_ms=6000,
         )  # fmt: skip

@@ -40,59 +40,51 @@ def run(group: str) -> None:
     asyncio.run(main())
 
 
+_PATH = click.Path(path_type=Path, exists=True, dir_okay=False)
+
+
 @insights.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option(
-    "--reviews",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Review CSV (cat,label,review); default: shared data.",
-)
-@click.option("--no-reviews", is_flag=True, help="Skip the offline review analysis.")
+@click.option("--reviews", type=_PATH, default=None, help="Review CSV (cat,label,review; label 0 = negative).")
 @click.option("--category", "categories", multiple=True, help="Review categories (repeatable; default: all).")
 @click.option(
-    "--queries",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="qid<TAB>query file; default: shared data.",
+    "--events", type=_PATH, default=None, help="JSON-lines shopper events (`demandstream simulate --output`)."
 )
-@click.option("--no-queries", is_flag=True, help="Skip the offline unmet-needs simulation.")
-@click.option("--sessions", default=5000, show_default=True, help="Simulated search sessions.")
-@click.option("--seed", default=7, show_default=True, help="Seed of the session simulation.")
+@click.option("--queries", type=_PATH, default=None, help="qid<TAB>query file: most searched terms.")
+@click.option("--names", type=_PATH, default=None, help="Names JSON or the simulator's catalogue.json.")
+@click.option("--bucket-s", default=3600, show_default=True, help="Time bucket of --events series, seconds.")
 @click.option("--top", default=5, show_default=True, help="Pain points per category.")
-@click.option("--live/--no-live", default=False, help="Add the stream aggregates from Redis.")
+@click.option("--live/--no-live", default=False, help="Demand, rising and unmet needs from the Redis aggregates.")
 @click.option("--window", default=24, show_default=True, help="Buckets read from Redis.")
 def report(
     out_dir: Path,
     reviews: Path | None,
-    no_reviews: bool,
     categories: tuple[str, ...],
+    events: Path | None,
     queries: Path | None,
-    no_queries: bool,
-    sessions: int,
-    seed: int,
+    names: Path | None,
+    bucket_s: int,
     top: int,
     live: bool,
     window: int,
 ) -> None:
-    """Write report.html (inline-SVG charts) and findings.json into OUT."""
+    """Write report.html (charts inline), findings.json and a CSV per table into OUT."""
     from insights import report as rep
+    from insights.names import Names
+    from stream.paths import check_writable_dir
 
-    findings = rep.offline_findings(
-        None if no_reviews else (reviews or rep.DEFAULT_REVIEWS),
-        categories,
-        None if no_queries else (queries or rep.DEFAULT_QUERIES),
-        sessions=sessions,
-        seed=seed,
-        top=top,
-    )
+    check_writable_dir(out_dir, "report folder (--out)")  # before the analysis, not after it
+
+    loaded = Names.load(names) if names else Names()
+    inputs = rep.ReportInputs(reviews, categories, events, queries, loaded, bucket_s, top)
+    findings = rep.offline_findings(inputs)
     if live:
         from insights.store import InsightsStore
         from stream.config import get_settings
 
-        findings = asyncio.run(rep.add_live(findings, InsightsStore(get_settings()), window))
-    html, data = rep.write_report(findings, out_dir)
-    click.echo(f"{html}\n{data}")
+        findings = asyncio.run(rep.add_live(findings, InsightsStore(get_settings()), window, loaded))
+    for path in rep.write_report(findings, out_dir):
+        click.echo(str(path))
 
 
 @insights.command()
@@ -107,6 +99,7 @@ def report(
     help="Also show pain points of this review CSV.",
 )
 @click.option("--category", "categories", multiple=True, help="Categories of --reviews.")
+@click.option("--names", type=_PATH, default=None, help="Names JSON or the simulator's catalogue.json.")
 def serve(
     host: str,
     port: int,
@@ -114,9 +107,11 @@ def serve(
     window: int,
     reviews: Path | None,
     categories: tuple[str, ...],
+    names: Path | None,
 ) -> None:
     """Serve the self-refreshing dashboard and its JSON API (/api/...)."""
-    from insights.painpoints import corpus_from_csv
+    from insights.names import Names
+    from insights.sources import corpus_from_csv
     from insights.store import InsightsStore
     from insights.web import create_app
     from insights.web import serve as serve_app
@@ -126,7 +121,8 @@ def serve(
     if reviews is not None:
         corpus = corpus_from_csv(reviews, categories or None)
         offline = {c: corpus.pain_points(c) for c in corpus.categories}
-    app = create_app(InsightsStore(get_settings()), refresh_s, window, offline_pain_points=offline)
+    loaded = Names.load(names) if names else Names()
+    app = create_app(InsightsStore(get_settings()), refresh_s, window, offline_pain_points=offline, names=loaded)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -101,8 +101,12 @@ class InsightsJob:
                 job._offsets = await job.store.load_offsets()
 
         consumer.subscribe([settings.topic_predictions, settings.topic_events], listener=_ReloadOffsets())
-        self._offsets = await self.store.load_offsets()
-        await consumer.start()
+        try:
+            self._offsets = await self.store.load_offsets()
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # not started, but it holds a client that would be reported unclosed
+            raise
         log.info("insights job started", extra={"group": self._group})
         try:
             while not stop.is_set():

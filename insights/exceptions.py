@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class InsightsError(Exception):
+
+class InsightsError(DemandstreamError):
     """Base class of every error raised by :mod:`insights`."""
 
 

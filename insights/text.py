@@ -38,9 +38,11 @@ STOP_WORDS = "stop_words.txt"
 
 # A term worth showing has at least one CJK ideograph or latin letter (drops "。。", "2", "～").
 _MEANINGFUL = re.compile(r"[\u4e00-\u9fffA-Za-z]")
-# Jieba part-of-speech tags of aspects: nouns, proper nouns, verbal nouns, latin words (CPU, XP),
-# plus the user dictionary's product verbs (死机, 发热, 漏水) that are themselves the complaint.
-_ASPECT_TAGS = frozenset({"n", "nz", "vn", "ng", "nt", "eng", "an"})
+# Jieba part-of-speech tags of aspects: common nouns and latin words (CPU, XP). Proper nouns
+# (nr/ns/nt/nz) are brands, people and places, never a product part; jieba's own verbal nouns
+# (vn: 检测, 影响, 运费) are mostly actions, so only the user dictionary's verbal nouns and product
+# verbs (散热, 死机, 发热, 漏水), which are themselves the complaint, count as aspects.
+_ASPECT_TAGS = frozenset({"n", "ng", "eng", "an"})
 # Jieba's dictionary tags some degree phrases as nouns (太暗, 太小): they are verdicts, not parts.
 _VERDICT_START = ("太", "很", "不", "没")
 
@@ -102,6 +104,9 @@ class ProductSegmenter:
     @cached_property
     def _pos(self) -> jieba.posseg.POSTokenizer:
         with self._init_lock:
+            # jieba logs its dictionary loading at DEBUG through a handler of its own, and again
+            # through ours: each line twice, whatever the log level. Its WARNINGs still show.
+            jieba.setLogLevel(logging.WARNING)
             tokenizer = jieba.Tokenizer()
             tokenizer.initialize()
             # The user dictionary's own tags (死机 v, 散热 vn) are kept for part-of-speech lookups.
@@ -109,7 +114,7 @@ class ProductSegmenter:
                 parts = line.split()
                 if len(parts) == 3 and not line.startswith("#"):
                     tokenizer.add_word(parts[0], int(parts[1]), parts[2])
-                    if parts[2] in {"v", "a"}:
+                    if parts[2] in {"v", "a", "vn"}:
                         self._product_verbs.add(parts[0])
             log.debug("product segmenter ready", extra={"user_words": len(self._product_verbs)})
             return jieba.posseg.POSTokenizer(tokenizer)

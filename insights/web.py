@@ -1,7 +1,9 @@
 """``demandstream insights serve``: a small aiohttp dashboard over the live aggregates.
 
 ``/`` is a static page that polls ``/api/snapshot`` every ``refresh_s`` seconds and redraws;
-``/api/demand``, ``/api/rising``, ``/api/unmet`` and ``/api/painpoints`` serve the parts.
+``/api/demand``, ``/api/rising``, ``/api/unmet`` and ``/api/painpoints`` serve the parts and
+``/charts/demand.svg`` the demand-over-time chart (matplotlib, see :mod:`insights.charts`).
+Categories are shown by the names of the ``names`` file, ids as a secondary column.
 Each request reads Redis (one pipelined window read), so the page shows the stream as it is.
 """
 
@@ -16,7 +18,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from insights import charts
 from insights.findings import Findings, live_findings
+from insights.names import Names
 from insights.painpoints import PainPoint
 from insights.store import InsightsStore
 
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 STORE_KEY = web.AppKey("store", InsightsStore)
 CONFIG_KEY = web.AppKey("config", dict[str, Any])
 OFFLINE_KEY = web.AppKey("offline_pain_points", dict[str, list[PainPoint]])
+NAMES_KEY = web.AppKey("names", Names)
 
 
 async def _findings(app: web.Application) -> Findings:
@@ -35,9 +40,10 @@ async def _findings(app: web.Application) -> Findings:
         findings = Findings(generated_at=now_ms, bucket_s=store.bucket_s)
     else:
         window = await store.read_window(latest, config["window"])
-        findings = live_findings(window, store.bucket_s, now_ms, recent=config["recent"])
+        findings = live_findings(window, store.bucket_s, now_ms, recent=config["recent"], names=app[NAMES_KEY])
     for cat, points in app[OFFLINE_KEY].items():
         findings.pain_points.setdefault(cat, points)
+        findings.category_names.setdefault(cat, app[NAMES_KEY].category(cat))
     return findings
 
 
@@ -70,6 +76,22 @@ async def part(request: web.Request) -> web.Response:
     return _json(parts[name])
 
 
+async def demand_chart(request: web.Request) -> web.Response:
+    findings = await _findings(request.app)
+    if not findings.demand or not findings.buckets:
+        raise web.HTTPNotFound(text="no demand in the window yet")
+    rising = frozenset(r.name for r in findings.rising)
+    svg = await asyncio.to_thread(
+        charts.series_chart,
+        {d.name: d.series for d in findings.demand[:9]},
+        findings.buckets,
+        findings.bucket_s,
+        "Demand per category over time",
+        rising,
+    )
+    return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
 async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -80,15 +102,18 @@ def create_app(
     window: int = 24,
     recent: int = 1,
     offline_pain_points: dict[str, list[PainPoint]] | None = None,
+    names: Names | None = None,
 ) -> web.Application:
     """The dashboard application (no server is started here)."""
     app = web.Application()
     app[STORE_KEY] = store
     app[CONFIG_KEY] = {"refresh_s": refresh_s, "window": window, "recent": recent}
     app[OFFLINE_KEY] = offline_pain_points or {}
+    app[NAMES_KEY] = names or Names()
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/snapshot", snapshot)
+    app.router.add_get("/charts/demand.svg", demand_chart)
     app.router.add_get("/api/{part}", part)
     return app
 

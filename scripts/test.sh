@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command, from a fresh clone on a new machine:
 #   scripts/test.sh [pytest args...]
-# Creates .venv if missing, installs the project with its train+test extras (skipped when
+# Creates .venv if missing, installs the project with its train+test+dev extras (skipped when
 # pyproject.toml is unchanged since the last install), then runs ruff, mypy and pytest.
 # Every check runs even if an earlier one fails; the exit status is non-zero if any failed.
 # Needs no Docker: the tests start their own tansu broker and redis-server.
@@ -19,18 +19,20 @@ ensure_venv test.sh || exit 2
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$wanted" ]]; then
     echo "test.sh: installing the project into $VENV (torch pinned to the CPU wheel in [train])"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[train,test]' || exit 2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[train,test,dev]' || exit 2
     echo "$wanted" >"$STAMP"
 fi
 
-# The insights dashboard test drives a real headless Chromium (Debian's packages).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# The insights dashboard test drives a real headless Chromium (Debian's packages), with CJK fonts
+# so that the Chinese it renders is glyphs, not boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then
     if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: installing Debian's chromium + chromium-driver for the dashboard test"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
-            >/dev/null || exit 2
+        echo "test.sh: installing Debian's chromium + chromium-driver + fonts-noto-cjk for the dashboard test"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+            fonts-noto-cjk; } >/dev/null || exit 2
     else
-        echo "test.sh: need chromium and chromedriver: apt-get install chromium chromium-driver (as root)" >&2
+        echo "test.sh: need chromium, chromedriver and CJK fonts: apt-get install chromium chromium-driver fonts-noto-cjk (as root)" >&2
         exit 2
     fi
 fi

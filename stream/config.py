@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     topic_events: str = Field("demand.events", description="Input topic of behaviour events (key = user id).")
     topic_predictions: str = Field("demand.predictions", description="Output topic of demand predictions.")
     topic_dlq: str = Field("demand.events.dlq", description="Dead-letter topic for invalid events.")
-    topic_models: str = Field("demand.models", description="Notification topic announcing promoted models.")
     topic_partitions: int = Field(6, ge=1, description="Partition count used when this project creates topics.")
     topic_replication: int = Field(1, ge=1, description="Replication factor used when this project creates topics.")
     topic_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000, description="Retention of created topics.")
@@ -74,7 +73,6 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(256, ge=1, le=65_536, description="Most events per micro-batch.")
     batch_linger_ms: int = Field(20, ge=0, le=10_000, description="Longest wait to fill a micro-batch.")
     max_event_bytes: int = Field(16_384, ge=256, description="Payloads larger than this are invalid (DLQ).")
-    top_k: int = Field(10, ge=1, le=100, description="Categories per prediction.")
     worker_state_cache_users: int = Field(
         50_000,
         ge=0,
@@ -89,13 +87,31 @@ class Settings(BaseSettings):
         946_684_800_000, ge=0, description="Events older than this epoch-ms are invalid (default 2000-01-01)."
     )
 
+    retry_backoff_start_s: float = Field(
+        0.1, gt=0, le=60, description="First wait of the one retry policy (Redis, Kafka, model loading)."
+    )
+    retry_backoff_max_s: float = Field(
+        5.0, gt=0, le=300, description="Longest wait of the retry policy (the wait doubles up to it, plus jitter)."
+    )
+    model_load_attempts: int = Field(
+        4, ge=1, le=100, description="Tries to read a model version before an I/O error waits for the next poll."
+    )
+
     # --- Model registry --------------------------------------------------------------------
     model_registry: Path = Field(Path("models"), description="Directory of the versioned model registry.")
     model_poll_interval_s: float = Field(5.0, gt=0, description="How often workers check the registry pointer.")
 
     # --- Observability and privacy ---------------------------------------------------------
-    http_host: str = Field("0.0.0.0", description="Bind address of the metrics/health endpoint.")
+    http_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the metrics/health endpoint (containers set 0.0.0.0 to be scraped).",
+    )
     http_port: int = Field(9108, ge=0, le=65_535, description="Port of the metrics/health endpoint (0 = off).")
+    latency_horizon_s: float = Field(
+        300.0,
+        gt=0,
+        description="Events older than this at publish count as backfill, not in the e2e latency histogram.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(False, description="Emit structured JSON log lines.")
     pseudonymize_users: bool = Field(False, description="HMAC user ids before they reach Redis or logs.")

@@ -94,11 +94,10 @@ class Topics:
     events: str
     predictions: str
     dlq: str
-    models: str
     partitions: int
 
-    def names(self) -> tuple[str, str, str, str]:
-        return (self.events, self.predictions, self.dlq, self.models)
+    def names(self) -> tuple[str, str, str]:
+        return (self.events, self.predictions, self.dlq)
 
 
 TopicsFactory = Callable[..., Awaitable[Topics]]
@@ -114,7 +113,6 @@ async def topics_factory(kafka_broker: str) -> TopicsFactory:
             events=f"{base}.events",
             predictions=f"{base}.predictions",
             dlq=f"{base}.events.dlq",
-            models=f"{base}.models",
             partitions=partitions,
         )
         await create_topics(kafka_broker, dict.fromkeys(made.names(), partitions))
@@ -148,7 +146,6 @@ def settings_factory(
             "topic_events": topics.events,
             "topic_predictions": topics.predictions,
             "topic_dlq": topics.dlq,
-            "topic_models": topics.models,
             "topic_partitions": topics.partitions,
             "consumer_group": f"g-{unique}",
             "kafka_session_timeout_ms": TEST_SESSION_TIMEOUT_MS,

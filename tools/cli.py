@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import Any
 
 import click
 
 from stream.logs import configure_logging
+from tools.errors import is_expected, one_line
+
+_DEBUG = "demandstream.debug"  # key in click's context meta, shared by every subcommand
 
 # name -> ("module:attribute", short help); each concern owns its own command module, and the
 # help text lives here so that listing commands imports none of them.
@@ -43,6 +47,21 @@ class LazyGroup(click.Group):
             return command
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; an expected failure becomes one line on stderr (see tools.errors)."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # A mistyped option or a missing file argument: one line too, with where to look.
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            raise click.ClickException(exc.format_message() + where) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get(_DEBUG) or not is_expected(exc):
+                raise
+            raise click.ClickException(one_line(exc)) from exc
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, SUBCOMMANDS[name][1]) for name in sorted(SUBCOMMANDS)]
         rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items())]
@@ -52,7 +71,10 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.option("--log-level", default=None, help="Override DEMANDSTREAM_LOG_LEVEL.")
-def main(log_level: str | None) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of every failure, not just one line.")
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None, debug: bool) -> None:
     """demandstream: real-time shopper demand prediction on Kafka + Redis + ONNX."""
+    ctx.meta[_DEBUG] = debug
     configure_logging(level=log_level)
     logging.getLogger(__name__).debug("cli started")

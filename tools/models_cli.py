@@ -9,7 +9,7 @@ import click
 from stream.config import get_settings
 from stream.registry.exceptions import RegistryError
 from stream.registry.model import LoadedModel
-from stream.registry.registry import ModelRegistry
+from stream.registry.registry import ModelRegistry, how_to_get_a_model
 
 _registry_option = click.option(
     "--registry", type=click.Path(path_type=Path), default=None, help="Registry directory (default: settings)."
@@ -17,7 +17,13 @@ _registry_option = click.option(
 
 
 def _open(registry: Path | None) -> ModelRegistry:
-    return ModelRegistry(registry or get_settings().model_registry)
+    """The registry at ``--registry`` (or the settings'), refusing a path that holds none."""
+    root = registry or get_settings().model_registry
+    if root.exists() and not root.is_dir():
+        raise RegistryError(f"{root} is a file, not a model registry directory: pass --registry DIR")
+    if not root.is_dir():
+        raise RegistryError(f"no model registry at {root}: {how_to_get_a_model(root)}")
+    return ModelRegistry(root)
 
 
 @click.group()
@@ -31,7 +37,10 @@ def list_versions(registry: Path | None) -> None:
     """Versions, oldest first; the serving one is marked with '*'."""
     reg = _open(registry)
     current = reg.current_version()
-    for version in reg.versions():
+    versions = reg.versions()
+    if not versions:
+        raise RegistryError(f"the model registry {reg.root} holds no models yet: {how_to_get_a_model(reg.root)}")
+    for version in versions:
         try:
             test = reg.manifest(version).metrics.get("test", {}).get("lstm", {})
             detail = f"MRR@10 {test.get('mrr@10', float('nan')):.4f}" if test else ""
@@ -48,7 +57,7 @@ def verify(registry: Path | None, version: str | None) -> None:
     reg = _open(registry)
     version = version or reg.current_version()
     if version is None:
-        raise click.ClickException("the registry has no current model")
+        raise RegistryError(f"the model registry {reg.root} has no serving model: {how_to_get_a_model(reg.root)}")
     try:
         LoadedModel.load(reg, version)
     except RegistryError as exc:

@@ -5,6 +5,8 @@ evaluated events the model sees.
 * ``repeat``: the user's own earlier categories by recency-weighted frequency: each past event
   counts ``type_weight * 2 ** (-age / half_life)``, its age taken at the scored event's time.
 * ``markov``: first-order transitions from the category of the user's last event.
+* ``item_knn`` and ``sknn`` (V-SKNN): the session-based nearest-neighbour baselines of
+  ``training/session_knn.py``.
 * ``blend``: ``repeat + a * long-term repeat + b * markov + c * popularity`` on normalised
   scores; the long-term repeat is the same score with a multi-day half-life, so the blend sees
   both what the user is doing now and what they keep coming back to.
@@ -28,14 +30,16 @@ from numpy.typing import NDArray
 
 from stream.contracts import EVENT_TYPES
 from training.data.encoded import EncodedEvents
+from training.session_knn import SessionKnn
 from training.split import VALID
 
 logger = logging.getLogger(__name__)
 
-METHODS: Final[tuple[str, ...]] = ("popularity", "repeat", "markov", "blend")
+METHODS: Final[tuple[str, ...]] = ("popularity", "repeat", "markov", "blend", "item_knn", "sknn")
 _FILL: Final = 1e-6  # popularity weight that only breaks ties and fills short lists
 _CELLS_PER_CHUNK: Final = 4_000_000  # dense scores per chunk (~32 MB of float64)
 _HOUR_MS: Final = 3_600_000.0
+_TUNE_CELLS: Final = 200_000_000  # validation queries x V scored per tuning grid point, at most
 
 Scores = NDArray[np.float64]
 ScoreFn = Callable[[NDArray[np.int64]], Scores]
@@ -64,6 +68,7 @@ class FittedBaselines:
     transitions: sp.csr_matrix
     prev_target: NDArray[np.int64]
     transition_counts: sp.csr_matrix  # raw (V, V) training-period pair counts behind ``transitions``
+    knn: SessionKnn | None = None  # item-kNN and V-SKNN (training/session_knn.py)
     repeat: RepeatParams = field(default_factory=RepeatParams)
     blend: BlendParams = field(default_factory=BlendParams)
 
@@ -82,6 +87,12 @@ class FittedBaselines:
             return lambda q: self._markov(q) + fill
         if method == "blend":
             return lambda q: self._blend(q, self.blend) + fill
+        if method in ("item_knn", "sknn"):
+            knn = self.knn or SessionKnn.fit(self.data)
+            self.knn = knn
+            if method == "item_knn":
+                return lambda q: knn.item_knn(self.data, self.prev_target, q) + fill
+            return lambda q: knn.sknn(self.data, q) + fill
         raise ValueError(f"unknown baseline {method!r}; expected one of {METHODS}")
 
     def rank(self, queries: NDArray[np.int64], k: int = 20) -> dict[str, NDArray[np.int64]]:
@@ -131,17 +142,10 @@ class FittedBaselines:
             long_term = replace(self.repeat, half_life_h=params.long_half_life_h)
             parts = (self._repeat(queries), self._repeat(queries, long_term), self._markov(queries))
         repeat, long_repeat, markov = parts
-        return (
-            repeat
-            + params.long_repeat * long_repeat
-            + params.markov * markov
-            + params.popularity * self.popularity
-        )
+        return repeat + params.long_repeat * long_repeat + params.markov * markov + params.popularity * self.popularity
 
 
-def history_pairs(
-    data: EncodedEvents, queries: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def history_pairs(data: EncodedEvents, queries: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """``(row, position)`` of every (query, earlier event of the same user) pair."""
     first = data.starts[data.user[queries]]
     lengths = queries - first
@@ -181,13 +185,16 @@ def fit_baselines(data: EncodedEvents, *, tune: bool = True, tune_k: int = 10) -
     popularity = counts / max(counts.sum(), 1.0)
     prev = previous_targets(data)
     pairs = fit & (prev >= 2) & (data.target >= 2)
-    counts = sp.csr_matrix(
-        (np.ones(int(pairs.sum())), (prev[pairs], data.target[pairs])), shape=(n, n)
-    )
+    counts = sp.csr_matrix((np.ones(int(pairs.sum())), (prev[pairs], data.target[pairs])), shape=(n, n))
     row_sums = np.asarray(counts.sum(axis=1)).ravel()
     transitions = sp.csr_matrix(sp.diags(1.0 / np.maximum(row_sums, 1.0)) @ counts)
     fitted = FittedBaselines(data, popularity, transitions, prev, counts)
     valid = data.queries(VALID)
+    # Tuning scores every grid point densely (queries x V); for large vocabularies an evenly spaced
+    # sample of the validation queries bounds that work (categories of the Taobao sample: all).
+    budget = max(1, _TUNE_CELLS // max(n, 1))
+    if len(valid) > budget:
+        valid = valid[np.linspace(0, len(valid) - 1, budget).astype(np.int64)]
     if tune and len(valid):
         _tune(fitted, valid, tune_k)
     return fitted
@@ -242,14 +249,9 @@ def reciprocal_ranks(scores: Scores, targets: NDArray[np.int64], k: int) -> NDAr
     return np.where((targets >= 2) & (rank <= k), 1.0 / rank, 0.0)
 
 
-def mean_reciprocal_rank(
-    score: ScoreFn, queries: NDArray[np.int64], data: EncodedEvents, k: int
-) -> float:
+def mean_reciprocal_rank(score: ScoreFn, queries: NDArray[np.int64], data: EncodedEvents, k: int) -> float:
     """MRR@k of a scoring function over ``queries`` (ties counted in the target's favour)."""
-    total = sum(
-        float(reciprocal_ranks(score(c), data.target[c], k).sum())
-        for c in chunks(queries, data.n_classes)
-    )
+    total = sum(float(reciprocal_ranks(score(c), data.target[c], k).sum()) for c in chunks(queries, data.n_classes))
     return total / max(len(queries), 1)
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from stream.config import get_settings
+from stream.paths import check_writable_dir
 from training.data.load import DATA_FORMATS
+from training.hyperparams import DEFAULTS  # torch-free
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,11 @@ log = logging.getLogger(__name__)
 @click.option(
     "--split-fractions", nargs=2, type=float, default=None, metavar="TRAIN VALID", help="Fractions of the time range."
 )
-# Literal defaults keep torch out of the CLI import; a unit test holds them equal to TrainConfig's.
-@click.option("--epochs", type=int, default=7, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
-@click.option("--hidden", type=int, default=64, show_default=True)
-@click.option("--window", type=int, default=100, show_default=True, help="Events the pointer reads.")
-@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True)
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True)
+@click.option("--window", type=int, default=DEFAULTS.window, show_default=True, help="Events the pointer reads.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--version", default=None, help="Version name (default: a timestamp).")
 @click.option("--force", is_flag=True, help="Promote even if worse than the serving model.")
 @click.option("--no-promote", is_flag=True, help="Publish the version without promoting it.")
@@ -57,19 +58,28 @@ def train(
     """Train on behaviour data, compare with baselines, export to the registry, gate promotion."""
     import time
 
-    from training.pipeline import TrainOptions, run_training
-    from training.train import TrainConfig
-
     registry = registry or get_settings().model_registry
     version = version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
+    # Training takes minutes: a path it cannot read or write must fail now, not at the end.
+    if data_format != "kafka" and not Path(data).is_file():
+        what = "is a directory, not a file" if Path(data).is_dir() else "does not exist"
+        raise click.ClickException(f"--data {data} {what}")
+    check_writable_dir(registry, "model registry")
+    out_dir = check_writable_dir(out_dir or registry / "reports" / version, "report folder (--out)")
+
+    from training.pipeline import TrainOptions, run_training  # torch: only once the paths are fine
+    from training.train import TrainConfig
+
     options = TrainOptions(
         data=data, data_format=data_format, registry=registry,  # type: ignore[arg-type]
-        out_dir=out_dir or registry / "reports" / version, target=target,  # type: ignore[arg-type]
+        out_dir=out_dir, target=target,  # type: ignore[arg-type]
         split_dates=split_dates or None, split_fractions=split_fractions or None, window=window,
         hidden=hidden, version=version, promote=not no_promote, force=force, strict=strict,
         train=TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=not no_progress),
     )  # fmt: skip
     outcome = run_training(options)
+    if outcome is None:
+        return  # a torchrun rank other than 0: rank 0 reports
     lstm, best = (
         outcome.metrics["lstm"],
         max((m for n, m in outcome.metrics.items() if n != "lstm"), key=lambda m: float(m["mrr@10"] or 0)),

@@ -39,7 +39,5 @@ def evaluate(
     if intent_labels is not None and intent_scores is not None:
         auc = intent_roc_auc(intent_labels, intent_scores)
     metrics["intent_roc_auc"] = auc
-    metrics["oov_target_rate"] = (
-        round(float(np.mean(np.asarray(targets) == 1)), 4) if len(targets) else 0.0
-    )
+    metrics["oov_target_rate"] = round(float(np.mean(np.asarray(targets) == 1)), 4) if len(targets) else 0.0
     return metrics

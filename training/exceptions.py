@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class TrainingError(Exception):
+
+class TrainingError(DemandstreamError):
     """Base class of the trainer's errors."""
 
 

@@ -52,8 +52,7 @@ def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
     axes["steps"] = {0: "users", 1: "steps"}
     for name in ("h0", "c0", "h1", "c1"):
         axes[name] = {1: "users"}
-    # The graph looks pointer keys up and scatters the priors' non-zeros; the torch reference used
-    # for the parity check computes keys and adds dense rows.
+    # The graph looks pointer keys up; the torch reference used for the parity check computes them.
     model.fuse_for_serving()
     try:
         with torch.no_grad():
@@ -100,8 +99,8 @@ def torch_reference(
     model.eval()
     hist = encode_history("parity", events, encoder, TimeSplit(0, 0))
     tensors = [torch.from_numpy(a)[None] for a in (hist.steps, hist.win_cat, hist.win_type, hist.win_age)]
-    h, _ = model.lstm(model.embed_steps(tensors[0]))
-    probs, intent = model.category_probs(h[0], tensors[1][0], tensors[2][0], tensors[3][0])
+    h, _ = model.hidden(tensors[0])
+    probs, intent = model.scores(h[0], tensors[1][0], tensors[2][0], tensors[3][0])
     return torch.topk(probs, top_k, dim=-1).values.numpy(), intent.numpy()
 
 

@@ -64,11 +64,7 @@ def weighted_prf(targets: IntArray, topk: IntArray) -> dict[str, float]:
     from sklearn.metrics import precision_recall_fscore_support
 
     hit_ranks(targets, topk)  # shape check
-    top1 = (
-        np.asarray(topk)[:, 0]
-        if np.asarray(topk).shape[1]
-        else np.zeros(len(targets), dtype=np.int64)
-    )
+    top1 = np.asarray(topk)[:, 0] if np.asarray(topk).shape[1] else np.zeros(len(targets), dtype=np.int64)
     labels = np.unique(np.asarray(targets))
     precision, recall, f1, _ = precision_recall_fscore_support(
         targets, top1, labels=labels, average="weighted", zero_division=0
@@ -98,9 +94,7 @@ def intent_roc_auc(labels: NDArray[np.bool_], scores: NDArray[np.float64]) -> fl
     return round(float(roc_auc_score(labels, scores)), _DECIMALS)
 
 
-def per_category(
-    targets: IntArray, topk: IntArray, *, top_n: int = 15, k: int = 10
-) -> list[dict[str, float | int]]:
+def per_category(targets: IntArray, topk: IntArray, *, top_n: int = 15, k: int = 10) -> list[dict[str, float | int]]:
     """Recall@k and MRR@k for the ``top_n`` target indices with the most evaluated events.
 
     >>> rows = per_category(np.array([2, 2, 3]), np.array([[2, 3], [3, 2], [2, 4]]), top_n=2, k=2)

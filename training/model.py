@@ -18,13 +18,17 @@ import math
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from stream.features import FeatureSpec, StaticColumn
 from stream.features.encode import N_TYPES, TYPE_INDEX
+from training.hyperparams import DEFAULTS
+from training.priors import SparsePrior
 
 _NEG = -1e9
+MAX_DENSE_GENERATOR = 20_000  # a learned generator is a dense (..., V) softmax
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class ModelConfig:
     n_categories: int
     n_items: int
     target: str = "category"  # "item": the demand head and pointer rank items instead
-    hidden: int = 64
+    hidden: int = DEFAULTS.hidden
     cat_dim: int = 48
     item_dim: int = 16
     text_dim: int = 16
@@ -47,9 +51,9 @@ class ModelConfig:
     # the counted priors and the user's own window. Both stay available for larger datasets.
     identity_features: bool = False
     learn_generator: bool = False
-    # Transition rows and popularity keep only their top entries: serving then scatters a few
-    # dozen values per expert instead of reading and adding vocabulary-wide rows per event.
-    prior_top_m: int = 64
+    # Transition rows and popularity keep only their top entries (training/priors.py): serving
+    # scatters a few dozen values per expert instead of adding vocabulary-wide rows per event.
+    prior_top_m: int = DEFAULTS.prior_top_m
     short_half_life_h: float = 0.25  # initial decay of the short-memory pointer
     long_half_life_h: float = 72.0  # initial decay of the long-memory pointer
 
@@ -59,18 +63,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
-
-
-def keep_top(rows: Tensor, m: int) -> Tensor:
-    """Zero all but the ``m`` largest entries of each row.
-
-    >>> keep_top(torch.tensor([[1.0, 5.0, 2.0, 0.5], [0.0, 0.0, 1.0, 0.0]]), 2).tolist()
-    [[0.0, 5.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
-    """
-    if m >= rows.shape[-1]:
-        return rows
-    _, top = torch.topk(rows, m, dim=-1)
-    return torch.zeros_like(rows).scatter(-1, top, rows.gather(-1, top))
 
 
 def previous_other(win_cat: Tensor) -> Tensor:
@@ -175,25 +167,28 @@ class WindowPointer(nn.Module):
 class DemandLSTM(nn.Module):
     """LSTM + mixture-of-experts demand head + intent head.
 
-    ``transitions`` (``(V, V)`` row-stochastic, counted on training data only) is a fixed first-order
-    prior P(next | newest event's target); a low-rank softmax learns rare transitions poorly, and a
-    lookup costs nothing at serving time. ``popularity`` (``(V,)``) starts the generator. Without
-    them (tests, tiny data) those experts are uniform.
+    ``prior`` (``training/priors.py``): the first-order transition prior P(next | newest event's
+    target) counted on training data, as top-``m`` index/value tables ``(V, m)``, and the top-``m``
+    popularity entries; a low-rank softmax learns rare transitions poorly, and a lookup costs
+    nothing at serving time. Without it (tests, tiny data) every row is the popularity row.
+
+    Two entry points carry every use of the network: :meth:`hidden` (steps -> LSTM states) and
+    :meth:`scores` (states + pointer windows -> demand distribution and intent), used by
+    evaluation, the torch parity reference and the serving graph; training reads the same mixture
+    at the target only (:meth:`target_log_prob`), so no ``B x T x V`` tensor is built.
     """
 
-    transitions: Tensor
-    popularity: Tensor
+    prior_idx: Tensor
+    prior_val: Tensor
+    pop_idx: Tensor
+    pop_val: Tensor
 
-    def __init__(
-        self,
-        spec: FeatureSpec,
-        config: ModelConfig,
-        transitions: Tensor | None = None,
-        popularity: Tensor | None = None,
-    ) -> None:
+    def __init__(self, spec: FeatureSpec, config: ModelConfig, prior: SparsePrior | None = None) -> None:
         super().__init__()
         self.spec, self.config = spec, config
         c, v = config, config.n_targets
+        if c.learn_generator and v > MAX_DENSE_GENERATOR:
+            raise ValueError(f"a learned generator is a dense softmax over {v} targets (max {MAX_DENSE_GENERATOR})")
         self.type_emb = nn.Embedding(N_TYPES, c.small_dim, padding_idx=0)
         if c.identity_features:
             self.cat_emb = nn.Embedding(c.n_categories, c.cat_dim, padding_idx=0)
@@ -208,25 +203,28 @@ class DemandLSTM(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.short = WindowPointer(spec, c.hidden, c.pointer_dim, c.short_half_life_h)
         self.long = WindowPointer(spec, c.hidden, c.pointer_dim, c.long_half_life_h)
-        uniform = torch.full((v,), 1.0 / max(v - 2, 1))
-        uniform[:2] = 0.0  # padding and OOV are never predicted
-        self.generator = nn.Linear(c.hidden, v)
-        full_popularity = (popularity if popularity is not None else uniform).float()
-        self.register_buffer("popularity", keep_top(full_popularity, c.prior_top_m))
-        self.generator.requires_grad_(c.learn_generator)
-        # Without a prior (large item vocabularies, tests) a single popularity row stands in for it,
-        # as it does for the prior's empty rows; a uniform row cut to its top entries would favour
-        # arbitrary targets.
-        rows = transitions if transitions is not None else full_popularity[None]
-        self.register_buffer("transitions", keep_top(rows.float(), c.prior_top_m))
-        self.sparse_priors: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # set by fuse_for_serving()
-        self.joint_keys: Tensor | None = None
-        # short pointer, long pointer, transitions from the newest category, generator, and
-        # transitions from the category before it (what a user returns to after a detour)
+        if prior is None:
+            uniform = np.full(v, 1.0 / max(v - 2, 1))
+            uniform[:2] = 0.0  # padding and OOV are never predicted
+            prior = SparsePrior.popularity_only(uniform, c.prior_top_m)
+        if prior.n_targets != v:
+            raise ValueError(f"prior has {prior.n_targets} rows for {v} targets")
+        self.register_buffer("prior_idx", torch.from_numpy(prior.idx))
+        self.register_buffer("prior_val", torch.from_numpy(prior.val))
+        self.register_buffer("pop_idx", torch.from_numpy(prior.pop_idx))
+        self.register_buffer("pop_val", torch.from_numpy(prior.pop_val))
+        self.joint_keys: Tensor | None = None  # set by fuse_for_serving()
+        # short pointer, long pointer, transitions from the newest target, generator (popularity),
+        # and transitions from the target before it (what a user returns to after a detour)
         self.gate = nn.Linear(c.hidden, 5)
+        self.generator: nn.Linear | None = None
+        if c.learn_generator:
+            self.generator = nn.Linear(c.hidden, v)
+            popularity = torch.zeros(v).scatter_add(0, self.pop_idx, self.pop_val)
+            with torch.no_grad():
+                self.generator.weight.zero_()
+                self.generator.bias.copy_(torch.log(popularity + 1e-9))
         with torch.no_grad():
-            self.generator.weight.zero_()
-            self.generator.bias.copy_(torch.log(full_popularity + 1e-9))
             self.gate.weight.zero_()
             # The tuned heuristic blend (repeat 1, long repeat 0.6, transitions 0.5) with a popularity
             # fill and a small second-order share that training may grow.
@@ -251,82 +249,85 @@ class DemandLSTM(nn.Module):
             parts += [self.cat_emb(steps[..., StaticColumn.CATEGORY]), self.item_emb(steps[..., StaticColumn.ITEM])]
         return torch.cat(parts, dim=-1)
 
-    def demand_probs(
+    def hidden(self, steps: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Entry point 1: steps ``(B, S, F)`` (and an optional ``(h, c)``) -> states ``(B, S, H)``
+        and the final ``(h, c)``. Dropout acts in training mode only."""
+        out, final = self.lstm(self.dropout(self.embed_steps(steps)), state)
+        return self.dropout(out), final
+
+    def _mixture(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> tuple[Tensor, Tensor]:
+        """Expert weights ``(..., 5)`` and the weighted pointer attention ``(..., W)`` (padding and
+        OOV window entries carry none)."""
+        w = torch.softmax(self.gate(h), dim=-1)
+        if self.joint_keys is not None:  # serving: both pointers' keys and biases in one gather
+            rows, d = self.joint_keys[self.short.key_code(win_cat, win_type, win_age)], self.short.dim
+            short = self.short.attend(h, rows[..., :d], rows[..., 2 * d], win_cat)
+            long = self.long.attend(h, rows[..., d : 2 * d], rows[..., 2 * d + 1], win_cat)
+        else:
+            short = self.short(h, win_cat, win_type, win_age)
+            long = self.long(h, win_cat, win_type, win_age)
+        attention = (w[..., 0:1] * short + w[..., 1:2] * long) * (win_cat > 1)
+        return w, attention
+
+    def _rows(self, win_cat: Tensor) -> tuple[Tensor, Tensor]:
+        last = self.prior_idx.shape[0] - 1
+        return win_cat[..., 0].clamp(max=last), previous_other(win_cat).clamp(max=last)
+
+    def scores(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> tuple[Tensor, Tensor]:
+        """Entry point 2: demand distribution ``(..., V)`` and intent probability ``(...)``.
+
+        Every expert's few non-zero entries go in ONE scatter (the pointers' window entries, two
+        prior rows and the popularity row); the only vocabulary-wide work per event is the zero
+        fill the scatter writes into. Callers bound the leading size (``predict`` chunks it).
+        """
+        w, attention = self._mixture(h, win_cat, win_type, win_age)
+        newest, other = self._rows(win_cat)
+        lead = win_cat.shape[:-1]
+        index = [win_cat, self.prior_idx[newest], self.prior_idx[other]]
+        values = [attention, w[..., 2:3] * self.prior_val[newest], w[..., 4:5] * self.prior_val[other]]
+        if self.generator is not None:
+            base = w[..., 3:4] * torch.softmax(self.generator(h), dim=-1)
+        else:
+            base = torch.zeros(*lead, self.config.n_targets, dtype=h.dtype, device=h.device)
+            index.append(self.pop_idx.expand(*lead, self.pop_idx.shape[-1]))
+            values.append(w[..., 3:4] * self.pop_val.expand(*lead, self.pop_val.shape[-1]))
+        probs = base.scatter_add(-1, torch.cat(index, dim=-1), torch.cat(values, dim=-1))
+        return probs, torch.sigmoid(self.intent(h).squeeze(-1))
+
+    def target_log_prob(
         self,
         h: Tensor,
         win_cat: Tensor,
         win_type: Tensor,
         win_age: Tensor,
-        priors: tuple[Tensor, Tensor] | None = None,
+        target: Tensor,
+        prior_at_target: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Demand distribution ``(..., V)``; padding and OOV get no mass.
-
-        ``priors`` replace the transition rows out of the newest and the previous other category
-        (training passes them without the user's own transitions: ``training/priors.py``).
-
-        Both pointers' attentions are weighted first and scattered once onto the vocabulary-wide
-        experts, so serving touches each full-vocabulary vector only a few times per event.
-        """
-        w = torch.softmax(self.gate(h), dim=-1)
-        if self.sparse_priors is not None and priors is None:  # never set with a learned generator
-            return self._sparse_demand_probs(h, w, win_cat, win_type, win_age)
-        if priors is None:
-            last = self.transitions.shape[0] - 1
-            priors = (
-                self.transitions[win_cat[..., 0].clamp(max=last)],
-                self.transitions[previous_other(win_cat).clamp(max=last)],
+        """``log p(target)`` of the :meth:`scores` distribution without building it: the mixture is
+        exact at one entry. ``prior_at_target`` replaces the two prior rows' values at the target
+        (training passes them without the user's own transitions: ``training/priors.py``)."""
+        w, attention = self._mixture(h, win_cat, win_type, win_age)
+        t = target.clamp(min=0).unsqueeze(-1)
+        pointer = (attention * (win_cat == t)).sum(-1)
+        if prior_at_target is None:
+            newest, other = self._rows(win_cat)
+            prior_at_target = (
+                (self.prior_val[newest] * (self.prior_idx[newest] == t)).sum(-1),
+                (self.prior_val[other] * (self.prior_idx[other] == t)).sum(-1),
             )
-        generated = torch.softmax(self.generator(h), dim=-1) if self.config.learn_generator else self.popularity
-        dense = w[..., 2:3] * priors[0] + w[..., 3:4] * generated + w[..., 4:5] * priors[1]
-        attention = w[..., 0:1] * self.short(h, win_cat, win_type, win_age)
-        attention = attention + w[..., 1:2] * self.long(h, win_cat, win_type, win_age)
-        # Padding/OOV window entries carry no attention unless all are masked; zeroing them here
-        # (W-wide) keeps the V-wide experts free of any per-event masking work.
-        return dense.scatter_add(-1, win_cat, attention * (win_cat > 1))
-
-    def _sparse_demand_probs(self, h: Tensor, w: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> Tensor:
-        """:meth:`demand_probs` for serving: every expert's few non-zero entries in ONE scatter.
-
-        Same values as the dense path (the rows hold at most ``prior_top_m`` non-zeros); the only
-        vocabulary-wide work left per event is the zero fill the scatter writes into.
-        """
-        assert self.sparse_priors is not None and self.joint_keys is not None
-        prior_idx, prior_val, pop_idx, pop_val = self.sparse_priors
-        last = prior_idx.shape[0] - 1
-        newest, other = win_cat[..., 0].clamp(max=last), previous_other(win_cat).clamp(max=last)
-        # Both pointers' keys and biases in one row per window entry: one gather, not four.
-        rows, d = self.joint_keys[self.short.key_code(win_cat, win_type, win_age)], self.short.dim
-        short = self.short.attend(h, rows[..., :d], rows[..., 2 * d], win_cat)
-        long = self.long.attend(h, rows[..., d : 2 * d], rows[..., 2 * d + 1], win_cat)
-        attention = w[..., 0:1] * short + w[..., 1:2] * long
-        lead = win_cat.shape[:-1]
-        index = torch.cat(
-            [win_cat, prior_idx[newest], prior_idx[other], pop_idx.expand(*lead, pop_idx.shape[-1])], dim=-1
-        )
-        values = torch.cat(
-            [
-                attention * (win_cat > 1),
-                w[..., 2:3] * prior_val[newest],
-                w[..., 4:5] * prior_val[other],
-                w[..., 3:4] * pop_val.expand(*lead, pop_val.shape[-1]),
-            ],
-            dim=-1,
-        )
-        zeros = torch.zeros(*lead, self.popularity.shape[-1], dtype=values.dtype, device=values.device)
-        return zeros.scatter_add(-1, index, values)
+        if self.generator is not None:
+            popular = torch.softmax(self.generator(h), dim=-1).gather(-1, t).squeeze(-1)
+        else:
+            popular = (self.pop_val * (self.pop_idx == t)).sum(-1)
+        p = pointer + w[..., 2] * prior_at_target[0] + w[..., 3] * popular + w[..., 4] * prior_at_target[1]
+        return torch.log(p + 1e-9)
 
     @torch.no_grad()
     def fuse_for_serving(self) -> None:
-        """Precompute what the serving graph looks up instead of computing per event: the pointers'
-        key tables (joined into one) and index/value tables of the priors' non-zero entries."""
+        """Precompute the pointers' key tables (joined into one) that the serving graph looks up
+        instead of computing per event."""
         for pointer in (self.short, self.long):
             pointer.fuse()
-        m = self.config.prior_top_m
-        if m >= self.popularity.shape[-1] or self.config.learn_generator:
-            return  # dense rows (or a dense generator): nothing to save
-        prior_val, prior_idx = torch.topk(self.transitions, m, dim=-1)
-        pop_val, pop_idx = torch.topk(self.popularity, m, dim=-1)
-        self.sparse_priors = (prior_idx, prior_val, pop_idx, pop_val)
         short, long = self.short, self.long
         assert short.fused_keys is not None and short.fused_bias is not None
         assert long.fused_keys is not None and long.fused_bias is not None
@@ -335,10 +336,10 @@ class DemandLSTM(nn.Module):
         )
 
     def unfuse_for_serving(self) -> None:
-        """Back to computing everything (training; the parity reference)."""
+        """Back to computing the keys (training; the parity reference)."""
         for pointer in (self.short, self.long):
             pointer.unfuse()
-        self.sparse_priors = self.joint_keys = None
+        self.joint_keys = None
 
     def forward(
         self,
@@ -347,21 +348,15 @@ class DemandLSTM(nn.Module):
         win_type: Tensor,
         win_age: Tensor,
         targets: Tensor,
-        priors: tuple[Tensor, Tensor] | None = None,
+        prior_at_target: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Training pass over whole histories ``(B, T, ...)``.
 
         Returns per-position ``log p(target)``, intent logits and hidden states, all ``(B, T[, H])``.
         """
-        h, _ = self.lstm(self.dropout(self.embed_steps(steps)))
-        h = self.dropout(h)
-        probs = self.demand_probs(h, win_cat, win_type, win_age, priors)
-        target_p = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return torch.log(target_p + 1e-9), self.intent(h).squeeze(-1), h
-
-    def category_probs(self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor) -> tuple[Tensor, Tensor]:
-        """Demand distribution ``(N, V)`` and intent probability ``(N,)``."""
-        return self.demand_probs(h, win_cat, win_type, win_age), torch.sigmoid(self.intent(h).squeeze(-1))
+        h, _ = self.hidden(steps)
+        logp = self.target_log_prob(h, win_cat, win_type, win_age, targets, prior_at_target)
+        return logp, self.intent(h).squeeze(-1), h
 
 
 class IncrementalStep(nn.Module):
@@ -388,8 +383,8 @@ class IncrementalStep(nn.Module):
         win_type: Tensor,
         win_age: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        out, (h1, c1) = self.model.lstm(self.model.embed_steps(steps), (h0, c0))
+        out, (h1, c1) = self.model.hidden(steps, (h0, c0))
         picked = out.reshape(-1, out.shape[-1]).index_select(0, positions)
-        probs, intent = self.model.category_probs(picked, win_cat, win_type, win_age)
+        probs, intent = self.model.scores(picked, win_cat, win_type, win_age)
         scores, indices = torch.topk(probs, self.top_k, dim=-1)
         return scores, indices, intent, h1, c1

@@ -1,4 +1,5 @@
-"""The whole offline job: load -> clean -> split -> baselines -> train -> evaluate -> report -> export."""
+"""The whole offline job as typed stages: load -> encode -> baselines -> fit -> evaluate -> export -> gate,
+then the report (with each stage's wall time and peak RSS)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from stream.features import EventEncoder, FeatureSpec, Vocabulary
 from stream.registry import ModelRegistry
-from training.baselines import fit_baselines
+from training import distributed
+from training.baselines import FittedBaselines, fit_baselines
 from training.data import (
     BadRows,
+    DataError,
+    DataSummary,
+    EncodedEvents,
     UserSequence,
     clean_events,
     default_ts_bounds,
@@ -28,15 +32,17 @@ from training.data.encoded import Target
 from training.data.load import DataFormat
 from training.evaluate import evaluate
 from training.export import export_to_registry
+from training.hyperparams import DEFAULTS
 from training.intent import calibrate_intent, judge_intent
 from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
-from training.priors import LeaveUserOutPrior
+from training.priors import SparsePrior, counted_transitions
 from training.promotion import PromotionDecision, decide_promotion
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
-from training.sequences import EncodedHistory, encode_history
-from training.split import TEST, VALID, TimeSplit
-from training.train import TrainConfig, fit, predict
+from training.resources import StageClock
+from training.sequences import EncodedHistory, attach_leave_user_out, encode_history
+from training.split import TEST, TRAIN, VALID, TimeSplit
+from training.train import TrainConfig, TrainResult, fit, predict
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +58,10 @@ class TrainOptions:
     split_fractions: tuple[float, float] | None = None
     test_days: int = 2
     valid_days: int = 1
-    item_min_count: int = 3
-    window: int = 100
-    hidden: int = 64
-    top_k: int = 20
+    item_min_count: int = DEFAULTS.item_min_count
+    window: int = DEFAULTS.window
+    hidden: int = DEFAULTS.hidden
+    top_k: int = DEFAULTS.top_k
     train: TrainConfig = field(default_factory=TrainConfig)
     version: str | None = None
     promote: bool = True
@@ -87,23 +93,6 @@ def choose_split(options: TrainOptions, sequences: list[UserSequence]) -> TimeSp
     return TimeSplit.last_days(last, test_days=options.test_days, valid_days=options.valid_days, tz=BEIJING)
 
 
-MAX_DENSE_PRIOR = 6000  # a (V, V) float32 prior above this would weigh over 144 MB in the graph
-
-
-def transition_prior(transitions: Any, popularity: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """The baselines' first-order transitions (training period only) as a dense prior for the model;
-    rows of targets never seen as a predecessor fall back to popularity."""
-    pop = torch.from_numpy(np.asarray(popularity, dtype=np.float32))
-    pop[:2] = 0.0  # padding and OOV are never predicted
-    if pop.shape[0] > MAX_DENSE_PRIOR:
-        log.info("no dense transition prior for %d targets", pop.shape[0])
-        return None, pop
-    dense = torch.from_numpy(np.asarray(transitions.toarray(), dtype=np.float32))
-    dense[:, :2] = 0.0
-    dense[dense.sum(dim=1) == 0] = pop
-    return dense, pop
-
-
 def popular_tokens(popularity: np.ndarray, targets: Vocabulary, n: int = 50) -> dict[str, float]:
     """The training period's ``n`` most popular targets and shares, best first (the online baseline's fill)."""
     order = [int(i) for i in np.argsort(-popularity, kind="stable") if i >= 2 and popularity[i] > 0][:n]
@@ -116,92 +105,203 @@ def query_intent_labels(histories: list[EncodedHistory], queries: np.ndarray) ->
     return flat[queries - 1]  # type: ignore[no-any-return]
 
 
-def run_training(options: TrainOptions) -> TrainOutcome:
-    started = time.monotonic()
+# --- stages: load -> encode -> baselines -> fit -> evaluate -> export -> gate ---------------------
+
+
+@dataclass
+class Loaded:
+    sequences: list[UserSequence]
+    summary: DataSummary
+    split: TimeSplit
+
+
+@dataclass
+class Encoded:
+    targets: Vocabulary
+    categories: Vocabulary
+    items: Vocabulary
+    data: EncodedEvents
+    histories: list[EncodedHistory]
+    spec: FeatureSpec
+    test_queries: np.ndarray
+
+
+@dataclass
+class Baselines:
+    fitted: FittedBaselines
+    methods: dict[str, MethodResult]
+
+
+@dataclass
+class Fitted:
+    model: DemandLSTM
+    result: TrainResult
+
+
+def load_stage(options: TrainOptions) -> Loaded:
     bad_rows = BadRows(strict=options.strict, max_bad=options.max_bad_rows)
     events = load_events(options.data, options.data_format, bad_rows=bad_rows)
     sequences, summary = clean_events(events, ts_bounds=default_ts_bounds(options.data_format), bad_rows=bad_rows)
+    if not sequences:
+        first = f"; first: {bad_rows.examples[0]}" if bad_rows.examples else ""
+        raise DataError(f"{options.data}: no usable events ({bad_rows.count} malformed rows skipped{first}); "
+                        f"is --format {options.data_format} the file's format?")  # fmt: skip
     split = choose_split(options, sequences)
     log.info("%d users, %d events; split %s", summary.users, summary.events, split.to_dict())
+    return Loaded(sequences, summary, split)
 
+
+def encode_stage(options: TrainOptions, loaded: Loaded) -> Encoded:
+    sequences, split = loaded.sequences, loaded.split
     targets = Vocabulary.build(training_tokens(sequences, split, options.target))
     categories = (
         targets if options.target == "category" else Vocabulary.build(training_tokens(sequences, split, "category"))
     )
-    items = Vocabulary.build(
-        training_tokens(sequences, split, "item"), min_count=1 if options.target == "item" else options.item_min_count
+    items = (
+        targets
+        if options.target == "item"
+        else Vocabulary.build(training_tokens(sequences, split, "item"), min_count=options.item_min_count)
     )
     data = encode_sequences(sequences, targets, split, options.target)
-    test_queries = data.queries(TEST)
-
-    baselines = fit_baselines(data)
     spec = FeatureSpec(window=options.window, target=options.target)
     encoder = EventEncoder(spec, categories, items)
-    histories = [
-        encode_history(s.user_id, s.events, encoder, split) for s in sequences
-    ]
-    intent_labels = query_intent_labels(histories, test_queries)
-    known = intent_labels >= 0
-    baseline_intent = baselines.intent_scores(test_queries)
-    methods: dict[str, MethodResult] = {}
-    for name, topk in baselines.rank(test_queries).items():
-        scored = evaluate(data.target[test_queries], topk, intent_labels[known] == 1, baseline_intent[known])
-        methods[name] = MethodResult(
-            kind="baseline", metrics=scored, params=baselines.params(),
-            per_category=per_category(data.target[test_queries], topk),
-        )  # fmt: skip
+    histories = [encode_history(s.user_id, s.events, encoder, split) for s in sequences]
+    return Encoded(targets, categories, items, data, histories, spec, data.queries(TEST))
 
-    config = ModelConfig(len(categories), len(items), target=options.target, hidden=options.hidden)
-    model = DemandLSTM(spec, config, *transition_prior(baselines.transitions, baselines.popularity))
+
+def baselines_stage(encoded: Encoded) -> Baselines:
+    baselines = fit_baselines(encoded.data)
+    queries = encoded.test_queries
+    intent_labels = query_intent_labels(encoded.histories, queries)
+    known = intent_labels >= 0
+    baseline_intent = baselines.intent_scores(queries)
+    truth = encoded.data.target[queries]
+    methods: dict[str, MethodResult] = {}
+    for name, topk in baselines.rank(queries).items():
+        scored = evaluate(truth, topk, intent_labels[known] == 1, baseline_intent[known])
+        methods[name] = MethodResult(
+            kind="baseline", metrics=scored, params=baselines.params(), per_category=per_category(truth, topk)
+        )
+    return Baselines(baselines, methods)
+
+
+def fit_stage(options: TrainOptions, encoded: Encoded, baselines: FittedBaselines) -> Fitted:
+    config = ModelConfig(len(encoded.categories), len(encoded.items), target=options.target, hidden=options.hidden)
+    prior = SparsePrior.from_counts(baselines.transition_counts, baselines.popularity, config.prior_top_m)
+    model = DemandLSTM(encoded.spec, config, prior)
+    data = encoded.data
+    # Training positions read the transition prior without their own user's transitions (priors.py).
+    attach_leave_user_out(encoded.histories, prior, counted_transitions(data.target, data.period, data.starts))
 
     def valid_mrr(m: DemandLSTM) -> float:
-        p = predict(m, histories, VALID)
+        p = predict(m, encoded.histories, VALID)
         return mrr_at_k(p.targets, p.topk, 10)
 
-    # Training positions read the transition prior without their own user's transitions (priors.py).
-    loo = LeaveUserOutPrior.from_counts(baselines.transition_counts, baselines.popularity)
-    result = fit(model, histories, valid_mrr, options.train, loo if model.transitions.shape[0] > 1 else None)
-    platt = calibrate_intent(model, histories)
-    test = predict(model, histories, TEST)
-    if not np.array_equal(test.targets, data.target[test_queries]):
+    return Fitted(model, fit(model, encoded.histories, valid_mrr, options.train))
+
+
+def evaluate_stage(encoded: Encoded, fitted: Fitted) -> MethodResult:
+    test = predict(fitted.model, encoded.histories, TEST)
+    if not np.array_equal(test.targets, encoded.data.target[encoded.test_queries]):
         raise RuntimeError("model and baselines were scored on different test events")  # a bug, not bad input
-    model_metrics = evaluate(test.targets, test.topk, test.intent_labels[known] == 1, test.intent_scores[known])
-    methods["lstm"] = MethodResult(
-        kind="model", metrics=model_metrics, params={**config.to_dict(), "best_epoch": result.best_epoch},
+    known = test.intent_labels >= 0
+    metrics = evaluate(test.targets, test.topk, test.intent_labels[known] == 1, test.intent_scores[known])
+    return MethodResult(
+        kind="model", metrics=metrics,
+        params={**fitted.model.config.to_dict(), "best_epoch": fitted.result.best_epoch},
         per_category=per_category(test.targets, test.topk),
     )  # fmt: skip
 
-    version = options.version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
-    curve = [EpochRecord(r.epoch, r.train_loss, r.valid_mrr10, r.seconds) for r in result.curve]
-    report_input = ReportInput(
-        methods=methods, split=split.to_dict(), data_summary=summary.to_dict(), target=options.target,
-        training_curve=curve, model_version=version,
-        category_names={i: targets.token(i) for i in range(2, min(len(targets), 5000))},
-    )  # fmt: skip
-    files = write_report(report_input, options.out_dir)
-    metrics: dict[str, dict[str, Any]] = {name: dict(r.metrics) for name, r in methods.items()}
-    intent = judge_intent(data, test_queries, known, intent_labels[known] == 1,
-                          test.intent_scores[known], baseline_intent[known], platt)  # fmt: skip
-    (options.out_dir / "intent.json").write_text(json.dumps(intent, indent=2), encoding="utf-8")
 
+def export_stage(
+    options: TrainOptions, loaded: Loaded, encoded: Encoded, fitted: Fitted, version: str, extra: dict[str, Any]
+) -> ModelRegistry:
     registry = ModelRegistry(options.registry)
-    # what `demandstream evaluate` needs to compute the repeat baseline live as it was fitted here
-    recorded_baselines = {**baselines.params(), "popular": popular_tokens(baselines.popularity, targets)}
-    parity = [s.events for s in sequences[-min(16, len(sequences)) :]]
+    parity = [s.events for s in loaded.sequences[-min(16, len(loaded.sequences)) :]]
     export_to_registry(
-        registry, model, categories, items, version=version, parity_histories=parity,
-        top_k=min(options.top_k, len(targets) - 2),  # never rank padding/OOV, even for tiny vocabularies
-        extra={"target": options.target, "data_summary": summary.to_dict(), "split": split.to_dict(),
-               "metrics": {"test": metrics, "training_seconds": round(result.seconds, 1), "intent": intent,
-                           "baselines": recorded_baselines}},
+        registry, fitted.model, encoded.categories, encoded.items, version=version, parity_histories=parity,
+        top_k=min(options.top_k, len(encoded.targets) - 2),  # never rank padding/OOV, even for tiny vocabularies
+        extra=extra,
     )  # fmt: skip
+    return registry
+
+
+def intent_stage(encoded: Encoded, baselines: FittedBaselines, fitted: Fitted, platt: Any) -> dict[str, Any]:
+    """The intent report (training/intent.py) on the test positions, beside simple rules."""
+    test = predict(fitted.model, encoded.histories, TEST)
+    queries = encoded.test_queries
+    labels = query_intent_labels(encoded.histories, queries)
+    known = labels >= 0
+    return judge_intent(encoded.data, queries, known, labels[known] == 1, test.intent_scores[known],
+                        baselines.intent_scores(queries)[known], platt)  # fmt: skip
+
+
+def gate_stage(
+    options: TrainOptions, registry: ModelRegistry, version: str, loaded: Loaded, encoded: Encoded,
+    metrics: dict[str, dict[str, Any]],
+) -> PromotionDecision:  # fmt: skip
     # The gate scores both models through ONNX, the way workers serve them (like for like), on the
     # test events both vocabularies hold; first it checks the model against its own baselines.
     decision = decide_promotion(
-        registry, version, sequences, data, test_queries, target=options.target, target_vocab=targets,
-        method_metrics=metrics, force=options.force,
+        registry, version, loaded.sequences, encoded.data, encoded.test_queries, target=options.target,
+        target_vocab=encoded.targets, method_metrics=metrics, force=options.force,
     )  # fmt: skip
     if options.promote and decision.promote:
         registry.promote(version)
     log.info("promotion of %s: %s", version, decision.reason)
+    return decision
+
+
+def run_training(options: TrainOptions) -> TrainOutcome | None:
+    """The whole job; ``None`` on the ranks other than 0 of a ``torchrun`` launch (they only train)."""
+    distributed.init_from_launcher()
+    try:
+        return _run_stages(options)
+    finally:
+        distributed.finish()
+
+
+def _run_stages(options: TrainOptions) -> TrainOutcome | None:
+    started, clock = time.monotonic(), StageClock()
+    with clock.stage("load"):
+        loaded = load_stage(options)
+    with clock.stage("encode"):
+        encoded = encode_stage(options, loaded)
+    with clock.stage("baselines"):
+        baselines = baselines_stage(encoded)
+    with clock.stage("fit"):
+        fitted = fit_stage(options, encoded, baselines.fitted)
+    if distributed.rank_and_world()[0] != 0:
+        return None
+    with clock.stage("evaluate"):
+        platt = calibrate_intent(fitted.model, encoded.histories)  # folded into the graph before export
+        methods = {**baselines.methods, "lstm": evaluate_stage(encoded, fitted)}
+        intent = intent_stage(encoded, baselines.fitted, fitted, platt)
+    metrics: dict[str, dict[str, Any]] = {name: dict(r.metrics) for name, r in methods.items()}
+    version = options.version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
+    summary = loaded.summary.to_dict()
+    with clock.stage("export"):
+        registry = export_stage(
+            options, loaded, encoded, fitted, version,
+            {"target": options.target, "data_summary": summary, "split": loaded.split.to_dict(),
+             "metrics": {"test": metrics, "training_seconds": round(fitted.result.seconds, 1), "intent": intent,
+                         # what `demandstream evaluate` needs to compute the repeat baseline live
+                         "baselines": {**baselines.fitted.params(),
+                                       "popular": popular_tokens(baselines.fitted.popularity, encoded.targets)}}},
+        )  # fmt: skip
+    with clock.stage("gate"):
+        decision = gate_stage(options, registry, version, loaded, encoded, metrics)
+    n_train = int(np.sum(encoded.data.period == TRAIN))
+    curve = [
+        EpochRecord(r.epoch, r.train_loss, r.valid_mrr10, r.seconds, round(n_train / max(r.seconds, 1e-9), 1))
+        for r in fitted.result.curve
+    ]
+    report_input = ReportInput(
+        methods=methods, split=loaded.split.to_dict(), data_summary=summary, target=options.target,
+        training_curve=curve, model_version=version,
+        category_names={i: encoded.targets.token(i) for i in range(2, min(len(encoded.targets), 5000))},
+        resources=clock.to_dict(len(encoded.data)),
+    )  # fmt: skip
+    files = write_report(report_input, options.out_dir)
+    (options.out_dir / "intent.json").write_text(json.dumps(intent, indent=2), encoding="utf-8")
     return TrainOutcome(version, files, metrics, decision, time.monotonic() - started, intent)

@@ -29,6 +29,7 @@ class EpochRecord(msgspec.Struct, frozen=True):
     train_loss: float
     valid_mrr: float  # MRR@10 on the validation period, the early-stopping metric
     seconds: float | None = None  # wall time of the epoch
+    events_per_s: float | None = None  # training-period events per second of the epoch (incl. validation)
 
 
 class MethodResult(msgspec.Struct, frozen=True):
@@ -53,6 +54,7 @@ class ReportInput(msgspec.Struct, frozen=True):
     category_names: dict[int, str] = {}  # index -> token, for labelling per-category plots
     model_version: str | None = None
     title: str = "demandstream evaluation"
+    resources: dict[str, Any] = {}  # peak RSS, per-stage seconds (training/resources.py)
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ def metrics_document(report: ReportInput) -> dict[str, Any]:
             name: {
                 **msgspec.to_builtins(result),
                 "per_category": [
-                    {**row, "token": report.category_names.get(int(row["index"]))}
-                    for row in result.per_category
+                    {**row, "token": report.category_names.get(int(row["index"]))} for row in result.per_category
                 ],
             }
             for name, result in report.methods.items()
@@ -95,6 +96,7 @@ def metrics_document(report: ReportInput) -> dict[str, Any]:
         "split": report.split,
         "data_summary": report.data_summary,
         "training_curve": msgspec.to_builtins(report.training_curve),
+        "resources": report.resources,
     }
     return document
 
@@ -103,9 +105,7 @@ def write_report(report: ReportInput, out_dir: Path) -> ReportFiles:
     """Write ``metrics.json``, ``report.md`` and its PNG plots under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(
-        json.dumps(metrics_document(report), indent=2, ensure_ascii=False) + "\n", "utf-8"
-    )
+    metrics_path.write_text(json.dumps(metrics_document(report), indent=2, ensure_ascii=False) + "\n", "utf-8")
     plots = _plot_all(report, out_dir)
     report_path = out_dir / "report.md"
     report_path.write_text(_markdown(report, plots), encoding="utf-8")
@@ -121,8 +121,7 @@ def _markdown(report: ReportInput, plots: list[Path]) -> str:
         lines += [f"Model version: `{report.model_version}`", ""]
     best, baseline = best_method(report), best_method(report, "baseline")
     lines += [
-        f"Target: **{report.target}**. Best on {report.primary_metric}: **{best}** "
-        f"(best baseline: {baseline}).",
+        f"Target: **{report.target}**. Best on {report.primary_metric}: **{best}** (best baseline: {baseline}).",
         "",
         "## Test-period results",
         "",
@@ -147,6 +146,13 @@ def _markdown(report: ReportInput, plots: list[Path]) -> str:
         "```",
         "",
     ]
+    if report.resources:
+        lines += ["## Resources", "", f"Peak RSS {report.resources.get('peak_rss_mb')} MB.", "",
+                  "| stage | seconds | peak RSS (MB) |", "| --- | --- | --- |"]  # fmt: skip
+        for name, stage in report.resources.get("stages", {}).items():
+            lines.append(f"| {name} | {stage['seconds']} | {stage['peak_rss_mb']} |")
+        lines += [f"| epoch {r.epoch} | {r.seconds} | ({r.events_per_s} events/s) |" for r in report.training_curve]
+        lines.append("")
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     return "\n".join(lines)

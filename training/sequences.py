@@ -16,16 +16,15 @@ from stream.contracts import Event
 from stream.features import EventEncoder, StaticColumn
 from stream.features.encode import PURCHASE_TYPE, sequence_window_features, step_features, target_column
 from training.model import previous_other
-from training.priors import Own, own_transitions
+from training.priors import SparsePrior
 from training.split import TimeSplit
 
 NO_TARGET = -1
 INTENT_HORIZON = 10  # "purchase intent" = a purchase among the next this-many events
 
 
-def _no_own() -> Own:
-    empty = np.zeros(0, dtype=np.int64)
-    return empty, empty, empty
+def _no_prior() -> np.ndarray:
+    return np.zeros(0, dtype=np.float32)
 
 
 @dataclass
@@ -40,9 +39,10 @@ class EncodedHistory:
     target: np.ndarray  # (T,) category index of event t+1, NO_TARGET at the end
     target_period: np.ndarray  # (T,) TRAIN/VALID/TEST of event t+1, -1 at the end
     intent: np.ndarray  # (T,) 1/0 purchase within the horizon, -1 when unknown (history ends first)
-    # the user's own training transitions out of each position's newest / previous other category (priors.py)
-    own: Own = field(default_factory=_no_own)
-    own_other: Own = field(default_factory=_no_own)
+    # (T,) the leave-user-out prior values at the target out of each position's newest / previous
+    # other target (priors.py); empty until ``attach_leave_user_out`` fills them
+    prior_newest: np.ndarray = field(default_factory=_no_prior)
+    prior_other: np.ndarray = field(default_factory=_no_prior)
 
     def __len__(self) -> int:
         return len(self.target)
@@ -64,9 +64,7 @@ def intent_labels(types: np.ndarray, horizon: int = INTENT_HORIZON) -> np.ndarra
     return np.where(bought, 1, np.where(known, 0, -1)).astype(np.int64)
 
 
-def encode_history(
-    user_id: str, events: Sequence[Event], encoder: EventEncoder, split: TimeSplit
-) -> EncodedHistory:
+def encode_history(user_id: str, events: Sequence[Event], encoder: EventEncoder, split: TimeSplit) -> EncodedHistory:
     rows = encoder.static_rows(events)
     ts = np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events))
     steps = step_features(rows, ts, None, encoder.spec)
@@ -76,12 +74,28 @@ def encode_history(
     target[:-1] = cats[1:]
     target_period = np.full(len(events), -1, dtype=np.int64)
     target_period[:-1] = split.periods(ts[1:])
-    own = own_transitions(cats, target_period)
-    other = previous_other(torch.from_numpy(np.asarray(win_cat, dtype=np.int64))).numpy()
-    own_other = own_transitions(cats, target_period, keys=other)
-    return EncodedHistory(
-        user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types), own, own_other
+    return EncodedHistory(user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types))
+
+
+def attach_leave_user_out(
+    histories: Sequence[EncodedHistory], prior: SparsePrior, transitions: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """Fill every history's leave-user-out prior values at its targets, in one vectorised pass.
+
+    ``histories[u]`` is user ``u`` of ``transitions`` = (user, predecessor, successor) of every
+    counted training transition (``priors.counted_transitions``).
+    """
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    users = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+    newest = np.concatenate([h.win_cat[:, 0] for h in histories]).astype(np.int64)
+    other = np.concatenate(
+        [previous_other(torch.from_numpy(np.asarray(h.win_cat, dtype=np.int64))).numpy() for h in histories]
     )
+    target = np.concatenate([h.target for h in histories])
+    values = [prior.leave_user_out_at(users, rows, target, *transitions) for rows in (newest, other)]
+    bounds = np.cumsum(lengths)[:-1]
+    for h, pn, po in zip(histories, *(np.split(v, bounds) for v in values), strict=True):
+        h.prior_newest, h.prior_other = pn, po
 
 
 @dataclass
@@ -99,32 +113,26 @@ class Batch:
     target_period: torch.Tensor
     intent: torch.Tensor
     order: list[int]
-    own: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (row, position, successor, count)
-    own_other: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    prior_at_target: tuple[torch.Tensor, torch.Tensor] | None  # leave-user-out values, when attached
 
 
 def collate(histories: Sequence[EncodedHistory], order: list[int] | None = None) -> Batch:
     t_max = max(len(h) for h in histories)
 
-    def pad(name: str, fill: int) -> torch.Tensor:
+    def pad(name: str, fill: float, dtype: type = np.int64) -> torch.Tensor:
         first = getattr(histories[0], name)
-        out = np.full((len(histories), t_max, *first.shape[1:]), fill, dtype=np.int64)
+        out = np.full((len(histories), t_max, *first.shape[1:]), fill, dtype=dtype)
         for i, h in enumerate(histories):
             arr = getattr(h, name)
             out[i, : len(arr)] = arr
         return torch.from_numpy(out)
 
-    def flat(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        owns = [getattr(h, name) for h in histories]
-        rows = np.concatenate([np.full(len(own[0]), i, dtype=np.int64) for i, own in enumerate(owns)])
-        pos, succ, n = (torch.from_numpy(np.concatenate([own[j] for own in owns])) for j in range(3))
-        return torch.from_numpy(rows), pos, succ, n
-
+    attached = all(len(h.prior_newest) == len(h) for h in histories)
     return Batch(
         pad("steps", 0), pad("win_cat", 0), pad("win_type", 0), pad("win_age", 0),
         pad("target", NO_TARGET), pad("target_period", -1), pad("intent", -1),
         order if order is not None else list(range(len(histories))),
-        flat("own"), flat("own_other"),
+        (pad("prior_newest", 0.0, np.float32), pad("prior_other", 0.0, np.float32)) if attached else None,
     )  # fmt: skip
 
 

@@ -41,26 +41,18 @@ class TimeSplit(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         if self.train_end_ms > self.valid_end_ms:
-            raise SplitError(
-                f"train end {self.train_end_ms} is after validation end {self.valid_end_ms}"
-            )
+            raise SplitError(f"train end {self.train_end_ms} is after validation end {self.valid_end_ms}")
 
     @classmethod
     def from_dates(cls, train_end: str, valid_end: str) -> TimeSplit:
         """Boundaries as ISO 8601 date-times; a naive one is taken as UTC."""
-        return cls(
-            _iso_to_ms(train_end), _iso_to_ms(valid_end), method=f"dates {train_end} / {valid_end}"
-        )
+        return cls(_iso_to_ms(train_end), _iso_to_ms(valid_end), method=f"dates {train_end} / {valid_end}")
 
     @classmethod
-    def from_fractions(
-        cls, first_ts_ms: int, last_ts_ms: int, train: float = 0.8, valid: float = 0.9
-    ) -> TimeSplit:
+    def from_fractions(cls, first_ts_ms: int, last_ts_ms: int, train: float = 0.8, valid: float = 0.9) -> TimeSplit:
         """Boundaries at fractions of the time range ``[first, last]``."""
         if not 0.0 <= train <= valid <= 1.0:
-            raise SplitError(
-                f"fractions must satisfy 0 <= train <= valid <= 1, got {train}, {valid}"
-            )
+            raise SplitError(f"fractions must satisfy 0 <= train <= valid <= 1, got {train}, {valid}")
         span = last_ts_ms - first_ts_ms
         return cls(
             first_ts_ms + round(span * train),
@@ -69,9 +61,7 @@ class TimeSplit(msgspec.Struct, frozen=True):
         )
 
     @classmethod
-    def last_days(
-        cls, last_ts_ms: int, *, test_days: int = 2, valid_days: int = 1, tz: tzinfo = UTC
-    ) -> TimeSplit:
+    def last_days(cls, last_ts_ms: int, *, test_days: int = 2, valid_days: int = 1, tz: tzinfo = UTC) -> TimeSplit:
         """The last ``test_days`` calendar days (in ``tz``) of the data are test, the
         ``valid_days`` before them validation, everything earlier train.
 
@@ -82,9 +72,7 @@ class TimeSplit(msgspec.Struct, frozen=True):
         True
         """
         last_day = datetime.fromtimestamp(last_ts_ms / 1000, tz=tz).date()
-        day_end = datetime(last_day.year, last_day.month, last_day.day, tzinfo=tz) + timedelta(
-            days=1
-        )
+        day_end = datetime(last_day.year, last_day.month, last_day.day, tzinfo=tz) + timedelta(days=1)
         end_ms = int(day_end.timestamp() * 1000)
         return cls(
             end_ms - (test_days + valid_days) * _DAY_MS,

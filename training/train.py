@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -13,8 +14,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from training.model import DemandLSTM, previous_other
-from training.priors import LeaveUserOutPrior
+from training import distributed
+from training.hyperparams import DEFAULTS
+from training.model import DemandLSTM
 from training.sequences import Batch, EncodedHistory, iterate_batches
 from training.split import TRAIN
 
@@ -23,16 +25,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Measured on the Taobao sample (docs/model.md): with the leave-user-out prior validation MRR
-    # keeps rising for 5 epochs at this peak rate; early stopping ends it when it stops.
-    epochs: int = 7
-    lr: float = 3e-3
-    max_tokens: int = 6000
-    patience: int = 2
-    intent_weight: float = 0.3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    seed: int = 7
+    """The optimisation settings of one run (defaults: ``training/hyperparams.py``)."""
+
+    epochs: int = DEFAULTS.epochs
+    lr: float = DEFAULTS.lr
+    max_tokens: int = DEFAULTS.max_tokens
+    patience: int = DEFAULTS.patience
+    intent_weight: float = DEFAULTS.intent_weight
+    weight_decay: float = DEFAULTS.weight_decay
+    grad_clip: float = DEFAULTS.grad_clip
+    seed: int = DEFAULTS.seed
     threads: int = 2
     progress: bool = True
 
@@ -69,11 +71,8 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _loss(model: DemandLSTM, b: Batch, intent_weight: float, prior: LeaveUserOutPrior | None) -> torch.Tensor:
-    rows = None
-    if prior is not None:
-        rows = (prior.rows(b.win_cat[..., 0], b.own), prior.rows(previous_other(b.win_cat), b.own_other))
-    logp, intent_logit, _ = model(b.steps, b.win_cat, b.win_type, b.win_age, b.target, rows)
+def _loss(model: torch.nn.Module, b: Batch, intent_weight: float) -> torch.Tensor:
+    logp, intent_logit, _ = model(b.steps, b.win_cat, b.win_type, b.win_age, b.target, b.prior_at_target)
     demand_mask = (b.target_period == TRAIN) & (b.target > 1)
     demand = -(logp * demand_mask).sum() / demand_mask.sum().clamp(min=1)
     intent_mask = (b.target_period == TRAIN) & (b.intent >= 0)
@@ -83,6 +82,9 @@ def _loss(model: DemandLSTM, b: Batch, intent_weight: float, prior: LeaveUserOut
     return demand + intent_weight * intent  # type: ignore[no-any-return]
 
 
+SCORE_CELLS = 4_000_000  # (events x V) scores held at once by evaluation (16 MB of float32)
+
+
 @torch.no_grad()
 def predict(
     model: DemandLSTM, histories: Sequence[EncodedHistory], period: int, k: int = 20, max_tokens: int = 20_000
@@ -90,23 +92,27 @@ def predict(
     """Top-k targets and intent for every position whose next event falls in ``period``.
 
     Rows come in history order, then position order: the order of ``EncodedEvents.queries``.
-    Vocabularies smaller than ``k`` leave the tail of each row at -1 (never a hit).
+    Vocabularies smaller than ``k`` leave the tail of each row at -1 (never a hit). Scores are
+    made ``SCORE_CELLS // V`` events at a time, never ``(events, V)`` at once.
     """
     model.eval()
     keys, targets, topks, labels, scores = [], [], [], [], []
+    chunk = max(1, SCORE_CELLS // max(model.config.n_targets, 1))
     for b in iterate_batches(histories, max_tokens):
-        h, _ = model.lstm(model.embed_steps(b.steps))
+        h, _ = model.hidden(b.steps)
         sel = (b.target_period == period) & (b.target > 0)  # the events data.queries(period) scores
         if not sel.any():
             continue
         rows, positions = torch.nonzero(sel, as_tuple=True)
         keys.append(np.asarray(b.order)[rows.numpy()] * (1 << 32) + positions.numpy())
-        probs, intent = model.category_probs(h[sel], b.win_cat[sel], b.win_type[sel], b.win_age[sel])
-        top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1).indices.numpy()
-        topks.append(np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-1))
+        picked = (h[sel], b.win_cat[sel], b.win_type[sel], b.win_age[sel])
+        for begin in range(0, len(rows), chunk):
+            probs, intent = model.scores(*(t[begin : begin + chunk] for t in picked))
+            top = torch.topk(probs, min(k, probs.shape[-1]), dim=-1).indices.numpy()
+            topks.append(np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-1))
+            scores.append(intent.numpy())
         targets.append(b.target[sel].numpy())
         labels.append(b.intent[sel].numpy())
-        scores.append(intent.numpy())
     if not targets:
         empty = np.zeros(0, dtype=np.int64)
         return Predictions(empty, np.zeros((0, k), dtype=np.int64), empty, np.zeros(0))
@@ -122,17 +128,20 @@ def fit(
     train: Sequence[EncodedHistory],
     valid_score: Callable[[DemandLSTM], float],
     config: TrainConfig,
-    prior: LeaveUserOutPrior | None = None,
 ) -> TrainResult:
     """Train with Adam; keep the weights of the epoch with the best validation MRR@10.
 
-    ``prior``: the transition counts, so that each training position reads the prior without its
-    own user's transitions (``training/priors.py``); without it the model's own prior is read.
+    Histories with leave-user-out prior values attached (``sequences.attach_leave_user_out``)
+    train on those; without them the model's own prior is read. Under ``torchrun`` each rank
+    trains on its shard of the users through DDP (``training/distributed.py``).
     """
     seed_everything(config.seed, config.threads)
-    rng = np.random.default_rng(config.seed)
+    rank = distributed.rank_and_world()[0]
+    rng = np.random.default_rng(config.seed + rank)
+    train = distributed.shard_by_user(train)
+    net = distributed.wrap(model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n_batches = sum(1 for _ in iterate_batches(train, config.max_tokens))
+    n_batches = distributed.min_across_ranks(sum(1 for _ in iterate_batches(train, config.max_tokens)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.epochs * n_batches)
     result = TrainResult(best_epoch=-1, best_valid_mrr10=-math.inf)
     best_state: dict[str, torch.Tensor] = {}
@@ -140,10 +149,10 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         t0, losses = time.monotonic(), []
         model.train()
-        bar = tqdm(iterate_batches(train, config.max_tokens, rng), total=n_batches, desc=f"epoch {epoch}",
-                   disable=not config.progress, leave=False)  # fmt: skip
+        batches = itertools.islice(iterate_batches(train, config.max_tokens, rng), n_batches)
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=not config.progress, leave=False)
         for batch in bar:
-            loss = _loss(model, batch, config.intent_weight, prior)
+            loss = _loss(net, batch, config.intent_weight)
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -162,9 +171,12 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if stale >= config.patience:
-                log.info("early stop after epoch %d (best %d)", epoch, result.best_epoch)
+            # Only an early stop when epochs were left to run; after the last one it is just the end.
+            if stale >= config.patience and epoch < config.epochs:
+                log.info("early stop after epoch %d of %d (best %d)", epoch, config.epochs, result.best_epoch)
                 break
+    if result.best_epoch < len(result.curve):
+        log.info("keeping the weights of epoch %d (best validation MRR@10)", result.best_epoch)
     model.load_state_dict(best_state)
     result.seconds = time.monotonic() - started
     return result

@@ -36,6 +36,12 @@ class Prediction(msgspec.Struct, frozen=True):
     history_len: Annotated[int, msgspec.Meta(ge=1, description="events in the user's window after this one")]
 
 
+# A dead letter carries a bounded prefix of the refused value (plus its length and hash): a
+# whole multi-megabyte payload in base64 could exceed the broker's record size limit, and a
+# record that can never be produced would be lost (or, retried, stall the worker).
+DLQ_PAYLOAD_PREFIX_BYTES = 4096
+
+
 class DeadLetter(msgspec.Struct, frozen=True):
     """A refused input (topic ``demand.events.dlq``, key = the original key)."""
 
@@ -44,5 +50,12 @@ class DeadLetter(msgspec.Struct, frozen=True):
     source_topic: str
     source_partition: int
     source_offset: int
-    payload_b64: Annotated[str, msgspec.Meta(description="the original message value, base64")]
+    payload_b64: Annotated[
+        str,
+        msgspec.Meta(
+            description=f"the original message value, base64: its first {DLQ_PAYLOAD_PREFIX_BYTES} bytes at most"
+        ),
+    ]
     failed_at: Annotated[int, msgspec.Meta(description="epoch ms when it was refused")]
+    payload_bytes: Annotated[int, msgspec.Meta(ge=0, description="length of the whole original value")] = 0
+    payload_sha256: Annotated[str, msgspec.Meta(description="SHA-256 (hex) of the whole original value")] = ""

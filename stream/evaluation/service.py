@@ -27,6 +27,7 @@ from stream.registry import LoadedModel, ModelRegistry, RegistryError
 log = logging.getLogger(__name__)
 
 _PUBLISH_EVERY_S = 5.0
+EVAL_K = 10  # MRR@10 / Recall@10, the metrics the trainer gates on
 
 
 def serving_baseline(settings: Settings) -> RepeatBaseline:
@@ -53,8 +54,8 @@ class Evaluator:
 
     def __init__(self, settings: Settings, baseline: RepeatBaseline | None = None) -> None:
         self.settings = settings
-        self.scorer = OnlineScorer(baseline or serving_baseline(settings), k=settings.top_k)
-        self.metrics = OnlineMetrics(settings.evaluation_window_s * 1000, k=settings.top_k)
+        self.scorer = OnlineScorer(baseline or serving_baseline(settings), k=EVAL_K)
+        self.metrics = OnlineMetrics(settings.evaluation_window_s * 1000, k=EVAL_K)
         self.decoder = EventDecoder(min_ts_ms=settings.min_event_ts_ms, max_bytes=settings.max_event_bytes)
         self._predictions = msgspec.json.Decoder(Prediction)
         self.registry = ModelRegistry(settings.model_registry)

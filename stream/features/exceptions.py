@@ -1,7 +1,9 @@
 """Errors of the featurizer."""
 
+from stream.exceptions import DemandstreamError
 
-class FeatureError(Exception):
+
+class FeatureError(DemandstreamError):
     """Base class of featurizer errors."""
 
 

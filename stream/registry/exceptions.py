@@ -1,7 +1,9 @@
 """Errors of the model registry."""
 
+from stream.exceptions import DemandstreamError
 
-class RegistryError(Exception):
+
+class RegistryError(DemandstreamError):
     """The registry cannot do what was asked (unknown version, bad name, empty registry)."""
 
 

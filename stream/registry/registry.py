@@ -72,6 +72,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def how_to_get_a_model(root: Path) -> str:
+    """What a user without a model can do (said by ``models`` and by a worker waiting for one)."""
+    return (
+        f"train one with `demandstream train --data FILE --format jsonl|taobao|diginetica --registry {root}`, "
+        "or serve the demo's (created by scripts/demo.sh) with DEMANDSTREAM_MODEL_REGISTRY=var/demo/models"
+    )
+
+
 class ModelRegistry:
     """Versions on disk plus the atomically updated ``CURRENT`` pointer."""
 

@@ -12,6 +12,10 @@
 -- the others: the client repeats the first one), and not at all when its seq is the one the
 -- client holds (ARGV[5]).
 -- Per new event: HSETNX (dedup + id), RPUSH, and LPOP + HDEL + LINDEX once the window is full.
+-- Stored values are untrusted (docs/reliability.md): a malformed entry is skipped, and a key of
+-- the wrong type is deleted before anything of its user is written (the window, ids and meta
+-- only make sense together: all four keys go; a wrong-typed state goes alone). Then one more
+-- value follows the 6 per event: a flat list of (user index, 'window'|'state') repairs.
 local window_size = tonumber(ARGV[1])
 local max_age_ms = tonumber(ARGV[2])
 local ttl_ms = tonumber(ARGV[3])
@@ -21,12 +25,20 @@ local ENTRY = '>I8i8I2'  -- seq u64, ts i64, event_id length u16 (18 bytes), the
 local ENTRY_LEN = 18
 local RECORD = '>I4i8I2I4'
 
-local function entry_ts(entry)
+local function entry_ts(entry)  -- false for a malformed entry
+  if #entry < ENTRY_LEN then return false end
   local _, ts = struct.unpack(ENTRY, entry)
   return ts
 end
 
-local function entry_eid(entry)
+local function failed(reply)  -- a redis.pcall error reply (WRONGTYPE)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+local repairs = {}
+
+local function entry_eid(entry)  -- '' for a malformed entry
+  if #entry < ENTRY_LEN then return '' end
   local _, _, id_len = struct.unpack(ENTRY, entry)
   return string.sub(entry, ENTRY_LEN + 1, ENTRY_LEN + id_len)
 end
@@ -38,24 +50,37 @@ local function user_at(index)
   if user then return user end
   local base = 4 * (index - 1)
   user = { w = KEYS[base + 1], ids = KEYS[base + 2], m = KEYS[base + 3], s = KEYS[base + 4] }
-  local meta = redis.call('HMGET', user.m, 'seq', 'max_ts')
+  local meta = redis.pcall('HMGET', user.m, 'seq', 'max_ts')
+  local len = redis.pcall('LLEN', user.w)
+  if failed(meta) or failed(len) or (meta[1] and not tonumber(meta[1]))
+      or failed(redis.pcall('HLEN', user.ids)) then
+    redis.call('DEL', user.w, user.ids, user.m, user.s)
+    repairs[#repairs + 1] = index
+    repairs[#repairs + 1] = 'window'
+    meta, len = { false, false }, 0
+  end
   user.seq = tonumber(meta[1]) or 0
   user.max_ts = tonumber(meta[2])
+  user.state_seq, user.state = false, false
   if not meta[1] then
     -- A fresh history (new user, or everything expired): a state left from an earlier history
     -- would carry a higher seq than the new events and block every new state.
     redis.call('DEL', user.s)
-    user.state_seq, user.state = false, false
   else
-    local state_seq = redis.call('HGET', user.s, 'seq')
+    local state_seq = redis.pcall('HGET', user.s, 'seq')
+    if failed(state_seq) then
+      redis.call('DEL', user.s)
+      repairs[#repairs + 1] = index
+      repairs[#repairs + 1] = 'state'
+      state_seq = false
+    end
     user.state_seq = state_seq and tonumber(state_seq) or false
-    user.state = false
     local holds = #held >= 8 * index and struct.unpack('>I8', held, 8 * index - 7) == user.state_seq
     if user.state_seq and not holds then  -- else the client has this very state: not sent
       user.state = redis.call('HGET', user.s, 'blob') or false
     end
   end
-  user.len = redis.call('LLEN', user.w)
+  user.len = len
   local tail = redis.call('LINDEX', user.w, -1)
   user.tail_ts = tail and entry_ts(tail) or false
   user.dirty = false
@@ -80,9 +105,11 @@ while pos <= #records do
     -- A replay: change nothing, report the event as it stands in the window.
     applied, seq, prev_ts = 0, tonumber(known_seq), false
     for _, entry in ipairs(redis.call('LRANGE', user.w, 0, -1)) do
-      local entry_seq, entry_ts_ms = struct.unpack(ENTRY, entry)
-      if entry_seq == seq then break end
-      prev_ts = entry_ts_ms
+      if #entry >= ENTRY_LEN then
+        local entry_seq, entry_ts_ms = struct.unpack(ENTRY, entry)
+        if entry_seq == seq then break end
+        prev_ts = entry_ts_ms
+      end
     end
   else
     applied, seq, prev_ts = 1, new_seq, user.tail_ts
@@ -97,7 +124,8 @@ while pos <= #records do
     local cutoff = user.max_ts - max_age_ms
     while len > 1 do
       local head = redis.call('LINDEX', user.w, 0)
-      if entry_ts(head) >= cutoff then break end
+      local head_ts = entry_ts(head)
+      if head_ts and head_ts >= cutoff then break end  -- a malformed head goes too
       redis.call('LPOP', user.w)
       redis.call('HDEL', user.ids, entry_eid(head))
       len = len - 1
@@ -124,4 +152,5 @@ for _, user in pairs(users) do
     redis.call('PEXPIRE', user.s, ttl_ms)
   end
 end
+if #repairs > 0 then out[#out + 1] = repairs end
 return out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class StoreError(RuntimeError):
+
+class StoreError(DemandstreamError, RuntimeError):
     """Base class of every error of :mod:`stream.store`."""
 
 

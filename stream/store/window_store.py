@@ -60,6 +60,9 @@ class AppendResult(NamedTuple):
     prev_ts_ms: int | None  # ts of the event just before it in the window (None if first)
     state_seq: int | None  # seq the stored state corresponds to (None if no state)
     state: bytes | None  # stored model state blob as read in this round trip
+    # Set at the user's first event of the call when the script found a key of the wrong type
+    # and deleted it: "window" (the whole history restarted) or "state" (only the state).
+    repaired: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class Window:
     ts_ms: list[int]
     rows: list[bytes]
     event_ids: list[str]
+    malformed: int = 0  # entries left out: their header does not decode (stored data is untrusted)
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -107,6 +111,10 @@ def _translate_errors(operation: str) -> Iterator[None]:
         raise StoreUnavailable(f"{operation}: Redis unavailable: {exc}") from exc
     except RedisError as exc:
         raise StoreProtocolError(f"{operation}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def make_redis_client(settings: Settings) -> Any:
@@ -205,15 +213,22 @@ class WindowStore:
             replies = await self._run_script(_script("append_window.lua"), calls)
         results: list[AppendResult | None] = [None] * len(items)
         for group, reply in zip(groups, replies, strict=True):
+            repaired: dict[int, str] = {}  # user index -> what the script deleted (wrong key types)
+            if len(reply) == _RESULT_WIDTH * len(group) + 1:
+                flat = reply.pop()
+                repaired = {int(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
             if len(reply) != _RESULT_WIDTH * len(group):
                 raise StoreProtocolError(f"append_window.lua returned {len(reply)} values")
+            user_numbers: dict[str, int] = {}
             first_state: dict[str, bytes | None] = {}  # the script sends a user's state once per call
             for position, index in enumerate(group):
                 applied, seq, window_len, prev_ts, state_seq, state = reply[
                     _RESULT_WIDTH * position : _RESULT_WIDTH * (position + 1)
                 ]
                 user_key = items[index].user_key
+                first = user_key not in first_state
                 state = first_state.setdefault(user_key, state)
+                number = user_numbers.setdefault(user_key, len(user_numbers) + 1)
                 results[index] = AppendResult(
                     applied=bool(applied),
                     seq=int(seq),
@@ -221,6 +236,7 @@ class WindowStore:
                     prev_ts_ms=None if prev_ts is None else int(prev_ts),
                     state_seq=None if state_seq is None else int(state_seq),
                     state=state,
+                    repaired=repaired.get(number) if first else None,
                 )
         return [result for result in results if result is not None]
 
@@ -269,17 +285,33 @@ class WindowStore:
             pipe = self._connection().pipeline(transaction=False)
             for user_key in unique:
                 pipe.lrange(self._keys(user_key).window, 0, -1)
-            replies = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
         windows: dict[str, Window] = {}
         for user_key, entries in zip(unique, replies, strict=True):
-            window = Window(seqs=[], ts_ms=[], rows=[], event_ids=[])
+            if isinstance(entries, Exception):
+                if "WRONGTYPE" not in str(entries):
+                    with _translate_errors("read_windows"):
+                        raise entries
+                # Not a list (something else wrote the key): no usable rows; the next append
+                # deletes it (append_window.lua) and the user starts a fresh history.
+                windows[user_key] = Window(seqs=[], ts_ms=[], rows=[], event_ids=[], malformed=1)
+                continue
+            seqs: list[int] = []
+            ts: list[int] = []
+            rows: list[bytes] = []
+            event_ids: list[str] = []
+            malformed = 0
             for entry in entries:
-                seq, ts_ms, event_id, row = decode_entry(entry)
-                window.seqs.append(seq)
-                window.ts_ms.append(ts_ms)
-                window.event_ids.append(event_id)
-                window.rows.append(row)
-            windows[user_key] = window
+                try:
+                    seq, ts_ms, event_id, row = decode_entry(entry)
+                except (struct.error, ValueError):  # too short, or an event id that is not UTF-8
+                    malformed += 1
+                    continue
+                seqs.append(seq)
+                ts.append(ts_ms)
+                event_ids.append(event_id)
+                rows.append(row)
+            windows[user_key] = Window(seqs, ts, rows, event_ids, malformed)
         return windows
 
     async def forget_user(self, user_key: str) -> int:

@@ -2,35 +2,26 @@
 
 aiokafka reconnects by itself once started, but it does not start without a broker, it says
 nothing the worker could turn into readiness, and a send that outlives ``request_timeout_ms``
-fails its batch. These helpers close those gaps with bounded, logged retries; every wait ends
-early when the worker is asked to stop.
+fails its batch. These helpers close those gaps with logged retries of the one retry policy
+(:mod:`stream.retry`); every wait ends early when the worker is asked to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from stream.worker.publish import BatchPublisher
+from tenacity import RetryCallState, RetryError
+
+from stream.retry import RetryPolicy
+from stream.worker.publish import BatchPublisher, Refused
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_START_S = 0.2
-BACKOFF_MAX_S = 5.0
 PROBE_TIMEOUT_S = 3.0
 STOP_TIMEOUT_S = 10.0  # most time a Kafka client's shutdown may take (it hangs on a dead broker)
-
-
-def _next_delay(delay: float) -> float:
-    return min(delay * 2, BACKOFF_MAX_S)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def probe_kafka(options: dict[str, Any]) -> Exception | None:
@@ -47,19 +38,30 @@ async def probe_kafka(options: dict[str, Any]) -> Exception | None:
         await client.close()
 
 
-async def wait_for_kafka(options: dict[str, Any], stop: asyncio.Event) -> bool:
+class _Unreachable(Exception):
+    """The probe found no broker (retried by the policy)."""
+
+
+async def wait_for_kafka(options: dict[str, Any], stop: asyncio.Event, policy: RetryPolicy) -> bool:
     """Return True once the brokers answer (logging each failed try), False if stopped first."""
-    bootstrap, delay, attempt = options.get("bootstrap_servers"), BACKOFF_START_S, 0
-    while not stop.is_set():
-        attempt += 1
-        error = await probe_kafka(options)
-        if error is None:
-            logger.info("connected to Kafka at %s (attempt %d)", bootstrap, attempt)
-            return True
-        logger.warning("Kafka unreachable at %s (attempt %d, retrying in %.1fs): %s", bootstrap, attempt, delay, error)
-        await _sleep_or_stop(stop, delay)
-        delay = _next_delay(delay)
-    return False
+    bootstrap = options.get("bootstrap_servers")
+
+    def log(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning("Kafka unreachable at %s (attempt %d, retrying): %s", bootstrap, state.attempt_number, error)
+
+    if stop.is_set():
+        return False
+    try:
+        async for attempt in policy.retrying(_Unreachable, stop=stop, before_sleep=log):
+            with attempt:
+                error = await probe_kafka(options)
+                if error is not None:
+                    raise _Unreachable(error)
+                logger.info("connected to Kafka at %s (attempt %d)", bootstrap, attempt.retry_state.attempt_number)
+    except RetryError:
+        return False
+    return True
 
 
 async def watch_kafka(options: dict[str, Any], set_ok: Callable[[bool], None], interval_s: float = 1.0) -> None:
@@ -78,31 +80,33 @@ async def watch_kafka(options: dict[str, Any], set_ok: Callable[[bool], None], i
 
 
 async def publish_with_retries(
-    publisher: BatchPublisher, records: Sequence[tuple[str, bytes | None, bytes]], stop: asyncio.Event
-) -> bool:
-    """Publish until every record is acknowledged (True), or the worker stops first (False).
+    publisher: BatchPublisher,
+    records: Sequence[tuple[str, bytes | None, bytes]],
+    stop: asyncio.Event,
+    policy: RetryPolicy,
+) -> list[Refused] | None:
+    """Publish until every record is acknowledged or refused for good; None if the worker stops first.
 
-    A failed attempt may have delivered part of the records: downstream sees duplicates
-    (at-least-once), never a gap, since offsets are only committed after a full success.
+    Retriable errors are retried with a bounded backoff; records the broker refuses for good
+    (:data:`~stream.worker.publish.PERMANENT_ERRORS`) are returned, not retried: retrying them
+    would stall the stream. A failed attempt may have delivered part of the records:
+    downstream sees duplicates (at-least-once), never a gap, since offsets are only committed
+    after the whole list is done.
     """
     from aiokafka.errors import KafkaError
 
-    delay, attempt = BACKOFF_START_S, 0
-    while True:
-        attempt += 1
-        try:
-            await publisher.publish(records)
-            return True
-        except KafkaError as exc:
-            if stop.is_set():
-                return False
-            logger.warning(
-                "publishing %d records failed (attempt %d, retrying in %.1fs): %r", len(records), attempt, delay, exc
-            )
-        await _sleep_or_stop(stop, delay)
-        if stop.is_set():
-            return False
-        delay = _next_delay(delay)
+    def log(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        attempt = state.attempt_number
+        logger.warning("publishing %d records failed (attempt %d, retrying): %r", len(records), attempt, error)
+
+    try:
+        async for attempt in policy.retrying(KafkaError, stop=stop, before_sleep=log):
+            with attempt:
+                return await publisher.publish(records)
+    except RetryError:
+        return None
+    return None  # not reached: the loop returns or raises
 
 
 async def stop_within(what: str, closing: Awaitable[None], timeout_s: float = STOP_TIMEOUT_S) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # model = the stepper incl. ONNX (ONNX alone: onnx_seconds); encode = prediction JSON.
@@ -23,14 +25,37 @@ class WorkerMetrics:
         self.events_in = Counter(p + "events_in", "Records consumed from the events topic.", registry=r)
         self.predictions_out = Counter(p + "predictions_out", "Predictions acknowledged by the broker.", registry=r)
         self.dlq = Counter(p + "dlq_records", "Invalid events sent to the DLQ, by reason code.", ["code"], registry=r)
+        self.records_refused = Counter(
+            p + "records_refused",
+            "Outgoing records the broker refused for good (size, format, authorization), by topic and error.",
+            ["topic", "error"],
+            registry=r,
+        )
         self.batch_size = Histogram(p + "batch_size", "Records per micro-batch.", buckets=_BATCH_BUCKETS, registry=r)
         self.stage_seconds = Histogram(
             p + "stage_seconds", "Seconds per batch spent in each stage.", ["stage"], buckets=_STAGE_BUCKETS, registry=r
         )
         self.e2e_latency = Histogram(
             p + "e2e_latency_seconds",
-            "Event ts to prediction publish (acknowledged).",
+            "Event ts to prediction publish (acknowledged), for events within the latency horizon.",
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backfill = Counter(
+            p + "predictions_backfill",
+            "Predictions for events older than the latency horizon (a replay or backlog), kept out of e2e_latency.",
+            registry=r,
+        )
+        self.vocab_checked = Counter(
+            p + "vocab_checked", "Events naming a category/item, checked against the model.", ["field"], registry=r
+        )
+        self.vocab_unknown = Counter(
+            p + "vocab_unknown", "Events whose category/item the serving model does not know.", ["field"], registry=r
+        )
+        self.vocab_unknown_share = Gauge(
+            p + "vocab_unknown_share",
+            "Share of the last events whose category/item the serving model does not know.",
+            ["field"],
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -38,6 +63,12 @@ class WorkerMetrics:
         )
         self.rebuilds = Counter(
             p + "state_rebuilds", "Events whose state was rebuilt from the window, by reason.", ["reason"], registry=r
+        )
+        self.stored_rejected = Counter(
+            p + "stored_data_rejected",
+            "Values read from Redis that were not used (their user was rebuilt), by key and reason.",
+            ["key", "reason"],
+            registry=r,
         )
         self.state_cache_hits = Counter(
             p + "state_cache_hits",
@@ -54,6 +85,21 @@ class WorkerMetrics:
         self.ready = Gauge(p + "ready", "1 when the worker is ready (model, Redis, Kafka).", registry=r)
         for stage in STAGES:
             self.stage_seconds.labels(stage)  # export zeros before the first batch
+
+    def observe_latency(self, published_ms: int, event_ts: Iterable[int], horizon_ms: int) -> None:
+        """Event time -> publish for recent events; older ones (backfill) are only counted.
+
+        A replayed day would otherwise put hours into a histogram meant to show live latency.
+        """
+        backfill = 0
+        for ts in event_ts:
+            age_ms = published_ms - ts
+            if age_ms > horizon_ms:
+                backfill += 1
+            else:
+                self.e2e_latency.observe(max(age_ms, 0) / 1000)
+        if backfill:
+            self.backfill.inc(backfill)
 
     def stage_total(self, stage: str) -> float:
         """Seconds spent in ``stage`` so far (for the benchmark)."""

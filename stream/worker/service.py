@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,13 +19,15 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, wait_exponential, wait_random
+from tenacity import RetryCallState, RetryError
 
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, EventDecoder, InvalidEvent
+from stream.contracts.predictions import DLQ_PAYLOAD_PREFIX_BYTES
 from stream.features.text import load_segmenter
 from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
+from stream.retry import RetryPolicy
 from stream.store import StoreUnavailable, WindowAppend, WindowStore
 from stream.worker.connectivity import publish_with_retries, stop_within, wait_for_kafka, watch_kafka
 from stream.worker.exceptions import NoModelError
@@ -35,6 +38,8 @@ from stream.worker.publish import BatchPublisher
 from stream.worker.reload import ModelWatcher
 from stream.worker.state_cache import StateCache
 from stream.worker.stepper import BatchOutput, StepInput, plan_batch, run_batch
+from stream.worker.untrusted import Rejection, StateLimits, logged_key
+from stream.worker.vocab_watch import VocabularyWatch
 from stream.worker.window_codec import encode_window_row, row_of
 
 if TYPE_CHECKING:
@@ -43,7 +48,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_MS = 200  # how long an idle worker waits for a first record before re-checking stop
-_REDIS_BACKOFF_MAX_S = 5.0
 _json = msgspec.json.Encoder()
 
 
@@ -66,7 +70,14 @@ class Worker:
     def __init__(self, settings: Settings, *, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        self.watcher = ModelWatcher(ModelRegistry(settings.model_registry), self.metrics)
+        self.retry_policy = RetryPolicy.from_settings(settings)
+        self.watcher = ModelWatcher(
+            ModelRegistry(settings.model_registry),
+            self.metrics,
+            policy=self.retry_policy,
+            load_attempts=settings.model_load_attempts,
+            redis_window=settings.window_size,
+        )
         self.store = WindowStore(settings)
         self.decoder = EventDecoder(
             max_bytes=settings.max_event_bytes,
@@ -75,6 +86,7 @@ class Worker:
         )
         self.pseudonymize = Pseudonymizer.from_settings(settings)
         self.state_cache = StateCache(settings.worker_state_cache_users)
+        self.vocab_watch = VocabularyWatch(self.metrics)
         self.records_done = 0  # records whose outputs were acknowledged and offsets committed
         self.assigned: set[TopicPartition] = set()  # kept current by the rebalance listener
         self._batch_lock = asyncio.Lock()
@@ -106,9 +118,13 @@ class Worker:
         from stream.worker.web import WebServer
 
         settings = self.settings
-        await self.watcher.poll_once()
-        if self.watcher.model is None:
-            raise NoModelError(f"no servable model in registry {settings.model_registry}")
+        # Up first, so that /healthz answers and /readyz says what is missing while the worker
+        # waits for its first model or for Kafka (a probe that cannot connect would restart it).
+        web = WebServer(self, settings.http_host, settings.http_port)
+        await web.start()
+        if not await self.watcher.wait_for_model(stop, settings.model_poll_interval_s):
+            await web.stop()
+            return
         load_segmenter()  # jieba's dictionary, before the first text event needs it (and frozen below)
         # Everything allocated so far (imported modules, the model, jieba's dictionary) lives as
         # long as the worker: moved out of the collector's view, full collections stop scanning
@@ -117,7 +133,8 @@ class Worker:
         gc.collect()
         gc.freeze()
         options = kafka_options(settings)
-        if not await wait_for_kafka(options, stop):  # a missing broker is waited for, not fatal
+        if not await wait_for_kafka(options, stop, self.retry_policy):  # a missing broker is waited for, not fatal
+            await web.stop()
             return
         producer = AIOKafkaProducer(**options, acks="all", linger_ms=2, max_batch_size=256 * 1024)
         consumer = AIOKafkaConsumer(
@@ -131,7 +148,6 @@ class Worker:
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
         )
-        web = WebServer(self, settings.http_host, settings.http_port)
         await producer.start()
         publisher = BatchPublisher(producer)
         watch_task: asyncio.Task[None] | None = None
@@ -143,7 +159,6 @@ class Worker:
                 listener=_FinishBatchOnRevoke(self._batch_lock, self._wait_in_flight, self.assigned, self.state_cache),
             )
             self._kafka_ok = self._redis_ok = True
-            await web.start()
             watch_task = asyncio.create_task(self.watcher.watch(settings.model_poll_interval_s))
             kafka_task = asyncio.create_task(watch_kafka(options, self._set_kafka_ok))
             logger.info("worker started: group %s, topic %s", settings.consumer_group, settings.topic_events)
@@ -319,16 +334,21 @@ class Worker:
         metrics = self.metrics
         started = time.perf_counter()
         # One record batch per partition, all acknowledged; retried through a broker outage.
-        if not await publish_with_retries(publisher, outgoing.records, stop):
+        refused = await publish_with_retries(publisher, outgoing.records, stop, self.retry_policy)
+        if refused is None:
             logger.warning("shutdown during a Kafka outage: %d records left uncommitted", records)
             return False
+        for item in refused:  # refused for good: counted and logged, the batch goes on
+            error = type(item.error).__name__
+            metrics.records_refused.labels(item.topic, error).inc()
+            logger.error("broker refused a %d-byte record for %s for good (%s): dropped", item.size, item.topic, error)
         published = _now_ms()
         metrics.stage_seconds.labels("produce").observe(time.perf_counter() - started)
-        metrics.predictions_out.inc(len(outgoing.predicted_ts))
+        lost = sum(1 for item in refused if item.topic == self.settings.topic_predictions)
+        metrics.predictions_out.inc(len(outgoing.predicted_ts) - lost)
         for code in outgoing.dlq_codes:
             metrics.dlq.labels(code).inc()
-        for ts in outgoing.predicted_ts:
-            metrics.e2e_latency.observe(max(published - ts, 0) / 1000)
+        metrics.observe_latency(published, outgoing.predicted_ts, int(self.settings.latency_horizon_s * 1000))
 
         started = time.perf_counter()
         try:
@@ -354,13 +374,7 @@ class Worker:
             self.metrics.redis_retries.inc()
             logger.warning("Redis unavailable, retrying the batch (attempt %d)", state.attempt_number)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=0.05, max=_REDIS_BACKOFF_MAX_S) + wait_random(0, 0.05),
-            stop=lambda _state: stop.is_set(),
-            before_sleep=on_retry,
-        )
-        async for attempt in retrying:
+        async for attempt in self.retry_policy.retrying(StoreUnavailable, stop=stop, before_sleep=on_retry):
             with attempt:
                 outgoing = await self._process(records)
                 self._redis_ok = True
@@ -377,6 +391,8 @@ class Worker:
         events: list[Event] = []
         appends: list[WindowAppend] = []
         rows = []
+        category_ids: list[str | None] = []
+        item_ids: list[str | None] = []
         now = _now_ms()
         for record in records:
             decoded = self.decoder.decode(record.value)
@@ -387,15 +403,20 @@ class Worker:
             row = row_of(decoded)
             user_key = self.pseudonymize(decoded.user_id)
             events.append(decoded)
+            category_ids.append(decoded.category_id)
+            item_ids.append(decoded.item_id)
             rows.append(row)
             appends.append(WindowAppend(user_key, decoded.event_id, decoded.ts, encode_window_row(row)))
+        self.vocab_watch.observe(category_ids, item_ids, model.categories, model.encoder.items)
         metrics.stage_seconds.labels("decode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
         held = self.state_cache.known({append.user_key for append in appends})
         results = await self.store.append_batch(appends, {user: state.seq for user, state in held.items()})
         items = [StepInput(a.user_key, row, result) for a, row, result in zip(appends, rows, results, strict=True)]
-        plan, rebuild_users = plan_batch(items, model.version, held=held, force_rebuild=settings.worker_force_rebuild)
+        plan, rebuild_users = plan_batch(
+            items, model.version, held=held, force_rebuild=settings.worker_force_rebuild, limits=StateLimits.of(model)
+        )
         metrics.state_cache_hits.inc(sum(1 for user, state in plan.stored.items() if held.get(user) is state))
         windows = await self.store.read_windows(rebuild_users) if rebuild_users else {}
         redis_s = time.perf_counter() - started
@@ -423,8 +444,25 @@ class Worker:
             for reason in plan.reasons:
                 if reason is not None:
                     metrics.rebuilds.labels(reason.value).inc()
+            self._report_rejected([*plan.rejected, *output.rejected])
         metrics.stage_seconds.labels("encode").observe(time.perf_counter() - started)
         return _Outgoing(out, [event.ts for event in events], dlq_codes)
+
+    def _report_rejected(self, rejected: Sequence[Rejection]) -> None:
+        """Count and log stored values the batch could not use (their users were rebuilt)."""
+        for item in rejected:
+            self.metrics.stored_rejected.labels(item.key.value, item.reason.value).inc(item.values)
+            key = logged_key(
+                self.settings.redis_key_prefix, item.user_key, item.key, pseudonymised=self.pseudonymize.enabled
+            )
+            logger.warning(
+                "stored %s %s: %d value(s) not used (%s): %s; user rebuilt",
+                item.key.value,
+                key,
+                item.values,
+                item.reason.value,
+                item.detail[:200],
+            )
 
     def _predictions(
         self, model: LoadedModel, events: Sequence[Event], output: BatchOutput
@@ -439,14 +477,17 @@ class Worker:
 
 
 def _dead_letter(record: ConsumerRecord, invalid: InvalidEvent, now: int) -> bytes:
+    payload = record.value or b""
     letter = DeadLetter(
         code=invalid.code,
         reason=invalid.reason,
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
-        payload_b64=base64.b64encode(record.value or b"").decode(),
+        payload_b64=base64.b64encode(payload[:DLQ_PAYLOAD_PREFIX_BYTES]).decode(),
         failed_at=now,
+        payload_bytes=len(payload),
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
     )
     return _json.encode(letter)
 

@@ -66,9 +66,9 @@ def decode_state(blob: bytes) -> ModelState:
     try:
         raw = _decoder.decode(blob)
     except msgspec.DecodeError as exc:
-        raise CodecError(f"state blob does not decode: {exc}") from exc
+        raise CodecError(f"state blob does not decode: {exc}", "undecodable") from exc
     if raw.format != FORMAT:
-        raise CodecError(f"state blob format {raw.format}, expected {FORMAT}")
+        raise CodecError(f"state blob format {raw.format}, expected {FORMAT}", "format")
     try:
         state = ModelState(
             version=raw.version,
@@ -80,9 +80,9 @@ def decode_state(blob: bytes) -> ModelState:
             ts=np.frombuffer(raw.ts, dtype="<i8"),
         )
     except ValueError as exc:
-        raise CodecError(f"state blob arrays are malformed: {exc}") from exc
+        raise CodecError(f"state blob arrays are malformed: {exc}", "shape") from exc
     if state.h.shape != state.c.shape or not (state.cat.shape == state.kind.shape == state.ts.shape):
-        raise CodecError("state blob arrays have inconsistent lengths")
+        raise CodecError("state blob arrays have inconsistent lengths", "shape")
     return state
 
 

@@ -32,15 +32,16 @@ from stream.features.encode import age_buckets, gap_buckets_after, hour_buckets,
 from stream.registry import LoadedModel
 from stream.store import AppendResult, StateWrite, Window
 from stream.worker.exceptions import CodecError
-from stream.worker.state_codec import ModelState, decode_state, encode_states
-from stream.worker.window_codec import WindowRow, decode_rows, static_rows
+from stream.worker.state_codec import ModelState, encode_states
+from stream.worker.untrusted import Rejected, Rejection, StateLimits, StoredKey, decode_stored_state, decode_window
+from stream.worker.window_codec import WindowRow, static_rows
 
 
 class RebuildReason(StrEnum):
     """Why an event cannot take the fast path (a metric label)."""
 
     MISSING = "missing"  # no stored state (new user, expired, or never written)
-    CORRUPT = "corrupt"  # stored blob does not decode
+    CORRUPT = "corrupt"  # stored state does not decode or does not fit the model (or a key had the wrong type)
     VERSION = "version"  # state of another model version
     STALE = "stale"  # state is not at seq - 1 (a lost state write, or out-of-order delivery)
     REPLAY = "replay"  # the event was already in the window (redelivery after a crash)
@@ -60,6 +61,7 @@ class BatchPlan:
     reasons: list[RebuildReason | None]  # None = FAST
     stored: dict[str, ModelState]  # decoded stored states (serving or not)
     stored_seq: dict[str, int | None]  # seq of the stored state per user, as Redis reported it
+    rejected: list[Rejection] = field(default_factory=list)  # stored values not used, and why
 
 
 @dataclass(slots=True)
@@ -74,6 +76,7 @@ class BatchOutput:
     new_states: list[ModelState] = field(default_factory=list)  # the states of ``state_writes``
     model_calls: int = 0
     onnx_seconds: float = 0.0  # inside onnxruntime, a part of the whole run
+    rejected: list[Rejection] = field(default_factory=list)  # window rows not used, and why
 
 
 def plan_batch(
@@ -82,16 +85,19 @@ def plan_batch(
     *,
     held: Mapping[str, ModelState] | None = None,
     force_rebuild: bool = False,
+    limits: StateLimits | None = None,
 ) -> tuple[BatchPlan, list[str]]:
     """Decide FAST/REBUILD per event; also returns the users whose windows must be read.
 
     ``held``: states the worker already holds (its state cache); one is used for a user when
-    Redis reports that very seq as stored and so did not send the blob.
+    Redis reports that very seq as stored and so did not send the blob. ``limits``: what a
+    stored state of the serving version must look like (else it is ``CORRUPT``: rebuilt).
     """
     held = held or {}
     stored: dict[str, ModelState] = {}
     stored_seq: dict[str, int | None] = {}
     corrupt: set[str] = set()
+    rejected: list[Rejection] = []
     # (version, seq) of each user's newest state, as it will be after each event in turn.
     best: dict[str, tuple[str, int] | None] = {}
     reasons: list[RebuildReason | None] = []
@@ -100,13 +106,19 @@ def plan_batch(
         if user not in best:
             stored_seq[user] = result.state_seq
             best[user] = None
+            if result.repaired is not None:  # the store deleted a key of the wrong type
+                corrupt.add(user)
+                key = StoredKey.STATE if result.repaired == "state" else StoredKey.WINDOW
+                rejected.append(Rejection(user, key, Rejected.WRONG_TYPE, 1, f"{result.repaired} key deleted"))
             if result.state is not None:
                 try:
-                    state = decode_state(result.state)
+                    state = decode_stored_state(result.state, limits)
                     stored[user] = state
                     best[user] = (state.version, state.seq)
-                except CodecError:
+                except CodecError as exc:
                     corrupt.add(user)
+                    why = Rejected(exc.reason or Rejected.UNDECODABLE)
+                    rejected.append(Rejection(user, StoredKey.STATE, why, 1, str(exc)))
             elif (cached := held.get(user)) is not None and cached.seq == result.state_seq:
                 stored[user] = cached
                 best[user] = (cached.version, cached.seq)
@@ -128,7 +140,7 @@ def plan_batch(
         if known is None or result.seq > known[1]:
             best[user] = (version, result.seq)
     rebuild_users = list(dict.fromkeys(it.user_key for it, r in zip(items, reasons, strict=True) if r is not None))
-    return BatchPlan(reasons=reasons, stored=stored, stored_seq=stored_seq), rebuild_users
+    return BatchPlan(reasons=reasons, stored=stored, stored_seq=stored_seq, rejected=rejected), rebuild_users
 
 
 # What a model call costs beyond its LSTM steps, in row-steps (one row, one LSTM step). Measured:
@@ -339,18 +351,11 @@ class _BatchRunner:
     def _window(self, user: str) -> _DecodedWindow:
         decoded = self._decoded.get(user)
         if decoded is None:
-            window = self.windows.get(user)
-            if window is None or not len(window):
-                decoded = _DecodedWindow(
-                    np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.spec.static_width), np.int32)
-                )
-            else:
-                decoded = _DecodedWindow(
-                    np.asarray(window.seqs, dtype=np.int64),
-                    np.asarray(window.ts_ms, dtype=np.int64),
-                    static_rows(decode_rows(window.rows), self.model.encoder),
-                )
-            self._decoded[user] = decoded
+            # Stored rows are untrusted: what does not decode is left out (and reported), the
+            # state is rebuilt from the rest; a crash here would recur on every replay.
+            usable, rejected = decode_window(self.windows.get(user), self.model.encoder, user)
+            self.out.rejected += rejected
+            decoded = self._decoded[user] = _DecodedWindow(*usable)
         return decoded
 
     def _collect_writes(self, rows: _Rows, h1: np.ndarray, c1: np.ndarray, summary: tuple[np.ndarray, ...]) -> None:

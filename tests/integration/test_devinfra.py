@@ -166,7 +166,7 @@ async def test_dev_cli_up_status_down(tmp_path: Path) -> None:
         await admin.start()
         described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
         await admin.close()
-        for topic in ("x.events", "demand.predictions", "demand.events.dlq", "demand.models"):
+        for topic in ("x.events", "demand.predictions", "demand.events.dlq"):
             assert described[topic] == 2
 
         again = _dev(tmp_path, "up")  # already up: same servers, same exports

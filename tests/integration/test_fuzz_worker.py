@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import hashlib
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from support.streams import TopicReader, dead_letters, predicted_ids, produce_lo
 from test_fuzz_strategies import hostile_mix
 
 from stream.contracts import Prediction
+from stream.contracts.predictions import DLQ_PAYLOAD_PREFIX_BYTES
 
 INVALID, VALID = 10_000, 800
 RSS_GROWTH_LIMIT = 1.20  # second half vs first half of the same amount of work
@@ -81,7 +83,9 @@ async def test_hostile_payloads_through_a_running_worker(settings_factory: Any, 
     assert set(found) == set(invalid_at)
     for where, letter in found.items():
         assert letter.reason.strip() and letter.code and letter.source_topic == settings.topic_events
-        assert base64.b64decode(letter.payload_b64) == invalid_at[where]
+        raw = invalid_at[where]  # a bounded prefix travels, with the whole value's length and hash
+        assert base64.b64decode(letter.payload_b64) == raw[:DLQ_PAYLOAD_PREFIX_BYTES]
+        assert letter.payload_bytes == len(raw) and letter.payload_sha256 == hashlib.sha256(raw).hexdigest()
     assert predicted_ids(predictions.values) == valid_ids
     for value in predictions.values:
         prediction = msgspec.json.decode(value, type=Prediction)

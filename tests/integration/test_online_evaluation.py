@@ -17,7 +17,7 @@ from support.models import generated_histories, publish_model
 from support.streams import read_topic
 
 from stream.contracts import Event, Prediction, encode_event
-from stream.evaluation.service import Evaluator
+from stream.evaluation.service import EVAL_K, Evaluator
 from stream.evaluation.shadow import in_sample
 from stream.registry import ModelRegistry
 from stream.worker import Worker
@@ -70,7 +70,7 @@ async def test_the_evaluator_judges_every_prediction_by_the_next_event(settings_
         await asyncio.wait_for(task, WAIT_S)
     predictions = [msgspec.json.decode(v, type=Prediction) for v in values]
     assert {p.model_version for p in predictions} == {"v1"}  # a shadow publishes nothing
-    expected_n, expected_mrr = direct_mrr(events, predictions, settings.top_k)
+    expected_n, expected_mrr = direct_mrr(events, predictions, EVAL_K)
     assert expected_n > 400
 
     evaluator = Evaluator(settings)
@@ -86,7 +86,7 @@ async def test_the_evaluator_judges_every_prediction_by_the_next_event(settings_
     shadow, reference = evaluator.publish()["v1-shadow"], evaluator.publish()["v1@sample"]
     sampled = {e.user_id for e in events if in_sample(e.user_id, 0.5)}
     assert 0 < len(sampled) < len({e.user_id for e in events})
-    sampled_n, sampled_mrr = direct_mrr([e for e in events if e.user_id in sampled], predictions, settings.top_k)
+    sampled_n, sampled_mrr = direct_mrr([e for e in events if e.user_id in sampled], predictions, EVAL_K)
     assert shadow["events"] == reference["events"] == sampled_n
     assert reference["mrr_model"] == pytest.approx(sampled_mrr, abs=1e-9)
     assert shadow["mrr_model"] == pytest.approx(reference["mrr_model"], abs=1e-6)

@@ -32,14 +32,14 @@ DIGINETICA = _DATA / "diginetica_srgnn_sample" / "sample_train-item-views.csv"
 
 TOP_KEYS = {
     "schema_version", "created_at", "model_version", "target", "primary_metric", "best_method",
-    "best_baseline", "methods", "split", "data_summary", "training_curve",
+    "best_baseline", "methods", "split", "data_summary", "training_curve", "resources",
 }  # fmt: skip
 METHOD_KEYS = {"kind", "params", "metrics", "per_category"}
 METRIC_KEYS = {
     "n_events", "recall@5", "recall@10", "recall@20", "mrr@5", "mrr@10", "mrr@20", "top1_accuracy",
     "precision_weighted", "recall_weighted", "f1_weighted", "intent_roc_auc", "oov_target_rate",
 }  # fmt: skip
-BASELINES = {"popularity", "repeat", "markov", "blend"}
+BASELINES = {"popularity", "repeat", "markov", "blend", "item_knn", "sknn"}
 SPLIT_KEYS = {"train_end_ms", "valid_end_ms", "train_end_utc", "valid_end_utc", "method"}
 SUMMARY_KEYS = {
     "rows_read", "rows_dropped", "users", "events", "items", "categories", "event_types",
@@ -88,7 +88,14 @@ def check_run(metrics_path: Path, registry: Path, *, target: str, malformed: int
     summary = metrics["data_summary"]
     assert set(summary) == SUMMARY_KEYS
     assert summary["rows_dropped"]["malformed"] == malformed
-    assert [set(e) for e in metrics["training_curve"]] == [{"epoch", "train_loss", "valid_mrr", "seconds"}]
+    assert [set(e) for e in metrics["training_curve"]] == [
+        {"epoch", "train_loss", "valid_mrr", "seconds", "events_per_s"}
+    ]
+    assert metrics["training_curve"][0]["events_per_s"] > 0
+    resources = metrics["resources"]
+    assert list(resources["stages"]) == ["load", "encode", "baselines", "fit", "evaluate", "export", "gate"]
+    assert 50 < resources["peak_rss_mb"] < 8000 and resources["events"] == summary["events"]
+    assert all(stage["seconds"] >= 0 for stage in resources["stages"].values())
 
     out_dir = metrics_path.parent
     report = (out_dir / "report.md").read_text(encoding="utf-8")

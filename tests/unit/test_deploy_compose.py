@@ -119,7 +119,6 @@ def test_topic_creation_uses_kafka_topics_with_the_settings(
         "TOPIC_EVENTS",
         "TOPIC_PREDICTIONS",
         "TOPIC_DLQ",
-        "TOPIC_MODELS",
         "TOPIC_PARTITIONS",
         "TOPIC_REPLICATION",
         "TOPIC_RETENTION_MS",

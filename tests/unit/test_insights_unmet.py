@@ -6,7 +6,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from insights.sessions import simulate_sessions
+from insights_sim_sessions import simulate_sessions
+
 from insights.text import ProductSegmenter
 from insights.unmet import SessionTracker, load_queries, rank_unmet
 

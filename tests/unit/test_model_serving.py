@@ -12,7 +12,8 @@ from support.models import generated_histories
 
 from stream.features import FeatureSpec, Vocabulary
 from training.export import build_version
-from training.model import DemandLSTM, ModelConfig, keep_top
+from training.model import DemandLSTM, ModelConfig
+from training.priors import SparsePrior
 
 SPEC = FeatureSpec(window=12, text_tokens=3, text_buckets=256)
 
@@ -24,7 +25,8 @@ def _model(n_categories: int, top_m: int, seed: int = 0) -> DemandLSTM:
     popularity = torch.rand(n_categories)
     popularity[:2] = 0.0
     config = ModelConfig(n_categories, 50, hidden=16, pointer_dim=8, prior_top_m=top_m)
-    model = DemandLSTM(SPEC, config, transitions, popularity / popularity.sum())
+    prior = SparsePrior.from_rows(transitions.numpy(), (popularity / popularity.sum()).numpy(), top_m)
+    model = DemandLSTM(SPEC, config, prior)
     with torch.no_grad():  # a gate that depends on the state, so every expert matters somewhere
         model.gate.weight.normal_(0, 0.5)
         for pointer in (model.short, model.long):
@@ -44,36 +46,33 @@ def _inputs(n: int, n_categories: int) -> tuple[torch.Tensor, torch.Tensor, torc
 
 def test_rows_keep_their_top_entries_only() -> None:
     model = _model(300, top_m=16)
-    assert int((model.transitions > 0).sum(dim=1).max()) <= 16
-    assert int((model.popularity > 0).sum()) == 16
+    assert tuple(model.prior_idx.shape) == (300, 16)
+    assert int((model.pop_val > 0).sum()) == 16
 
 
 @pytest.mark.parametrize("top_m", [4, 16])
-def test_the_sparse_serving_path_computes_the_dense_distribution(top_m: int) -> None:
+def test_training_reads_the_served_distribution_at_the_target(top_m: int) -> None:
+    """target_log_prob (training) is the log of scores() (serving) at the target, fused or not."""
     model = _model(300, top_m=top_m)
     inputs = _inputs(64, 300)
+    target = torch.randint(2, 300, (64,), generator=torch.Generator().manual_seed(3))
+    target[:8] = inputs[1][:8, 1].clamp(min=2)  # some targets inside the window (pointer mass)
     with torch.no_grad():
-        dense = model.demand_probs(*inputs)
+        plain, _ = model.scores(*inputs)
         model.fuse_for_serving()
-        assert model.sparse_priors is not None and model.joint_keys is not None
-        sparse = model.demand_probs(*inputs)
+        fused, _ = model.scores(*inputs)
         model.unfuse_for_serving()
-    torch.testing.assert_close(sparse, dense, atol=1e-6, rtol=1e-5)
-    totals = sparse.sum(-1)  # truncated rows keep the mass of their top entries only
+        logp = model.target_log_prob(*inputs, target)
+    torch.testing.assert_close(fused, plain, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logp, torch.log(plain.gather(-1, target[:, None])[:, 0] + 1e-9), atol=1e-5, rtol=1e-5)
+    totals = plain.sum(-1)  # truncated rows keep the mass of their top entries only
     assert bool(((totals > 0) & (totals <= 1 + 1e-5)).all())
 
 
-def test_without_a_transition_prior_its_expert_is_popularity() -> None:
-    popularity = torch.rand(300)
-    popularity[:2] = 0.0
-    model = DemandLSTM(SPEC, ModelConfig(300, 50, hidden=16, prior_top_m=16), None, popularity / popularity.sum())
-    assert model.transitions.shape == (1, 300)
-    torch.testing.assert_close(model.transitions[0], model.popularity)
-
-
-def test_truncation_changes_nothing_when_rows_are_short_enough() -> None:
-    rows = torch.tensor([[0.0, 0.0, 0.7, 0.3, 0.0]])
-    assert torch.equal(keep_top(rows, 2), rows)
+def test_without_a_transition_prior_every_row_is_popularity() -> None:
+    model = DemandLSTM(SPEC, ModelConfig(300, 50, hidden=16, prior_top_m=16))
+    assert tuple(model.prior_idx.shape) == (300, 16)
+    assert torch.equal(model.prior_idx[5], model.pop_idx)
 
 
 def test_export_with_sparse_priors_passes_parity_and_ships_no_dense_prior(tmp_path: Path) -> None:

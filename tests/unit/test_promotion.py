@@ -90,12 +90,9 @@ def trained() -> Trained:
 
 
 def degraded(model: DemandLSTM) -> DemandLSTM:
-    """The trained model with all weight on a random generator: a deliberately worse model."""
+    """The trained model with all weight on the popularity expert: a deliberately worse model."""
     bad = copy.deepcopy(model)
     with torch.no_grad():
-        torch.manual_seed(99)
-        bad.generator.weight.normal_(0, 1.0)
-        bad.generator.bias.normal_(0, 1.0)
         bad.gate.weight.zero_()
         bad.gate.bias.copy_(torch.tensor([-20.0, -20.0, -20.0, 20.0, -20.0]))
     return bad

@@ -23,6 +23,7 @@ from stream.features import FeatureSpec
 from stream.registry import LoadedModel, Manifest, ModelRegistry, ModelVerificationError, RegistryError
 from stream.registry.manifest import MANIFEST_NAME, MODEL_FILE, TensorSpec, serving_inputs
 from stream.registry.registry import CURRENT, sha256_file, validate_version_name
+from tools.cli import main
 from tools.models_cli import models
 
 
@@ -322,8 +323,8 @@ def runner() -> Iterator[CliRunner]:
 
 def test_models_cli_list_verify_promote_rollback(reg: ModelRegistry, runner: CliRunner) -> None:
     root = str(reg.root)
-    result = runner.invoke(models, ["verify", "--registry", root])
-    assert result.exit_code != 0 and "no current model" in result.output
+    result = runner.invoke(main, ["models", "verify", "--registry", root])  # main: the one-line error report
+    assert result.exit_code == 1 and "has no serving model" in result.output
     assert runner.invoke(models, ["promote", "--registry", root, "v1"]).exit_code == 0
     result = runner.invoke(models, ["promote", "--registry", root, "v2"])
     assert result.exit_code == 0 and "serving v2" in result.output

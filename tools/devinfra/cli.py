@@ -113,7 +113,6 @@ def _start_services(state_dir: Path, kafka_port: int, redis_port: int) -> DevSta
             settings.topic_events,
             settings.topic_predictions,
             settings.topic_dlq,
-            settings.topic_models,
         )
         asyncio.run(
             create_topics(

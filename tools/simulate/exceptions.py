@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class SimulateError(Exception):
+
+class SimulateError(DemandstreamError):
     """Base class of the simulator's errors."""
 
 

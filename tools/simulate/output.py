@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from stream.config import Settings
 from stream.kafka_options import kafka_options
+from tools.kafka_clients import start_client
 from tools.simulate.exceptions import SinkError
 from tools.simulate.malformed import Record
 
@@ -85,11 +86,7 @@ class KafkaSink:
 
             # acks=all: a record counts as sent only once the in-sync replicas have it.
             producer = AIOKafkaProducer(acks="all", linger_ms=5, **kafka_options(self._settings))
-            try:
-                await producer.start()
-            except Exception as exc:
-                await producer.stop()
-                raise SinkError(f"cannot reach Kafka at {self._settings.kafka_bootstrap}: {exc}") from exc
+            await start_client(producer, self._settings.kafka_bootstrap)
             self._producer = producer
         return self._producer
 

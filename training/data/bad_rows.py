@@ -28,9 +28,7 @@ class BadRows:
     input is mostly garbage rather than silently training on what is left.
     """
 
-    def __init__(
-        self, *, strict: bool = True, keep_examples: int = 20, max_bad: int | None = None
-    ) -> None:
+    def __init__(self, *, strict: bool = True, keep_examples: int = 20, max_bad: int | None = None) -> None:
         self.strict = strict
         self.keep_examples = keep_examples
         self.max_bad = max_bad

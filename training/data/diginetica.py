@@ -36,9 +36,7 @@ def load_diginetica(path: Path, *, bad_rows: BadRows | None = None) -> Iterator[
     header = decode_text(path, first[0], first[1]).lstrip("\ufeff").strip()
     if header != HEADER:
         # Without the header the columns cannot be trusted: one error for the whole file.
-        raise DataFormatError(
-            str(path), first[0], f"expected header {HEADER!r}, got {header[:80]!r}"
-        )
+        raise DataFormatError(str(path), first[0], f"expected header {HEADER!r}, got {header[:80]!r}")
     for number, line in lines:
         try:
             yield _parse_row(path, number, line)
@@ -49,9 +47,7 @@ def load_diginetica(path: Path, *, bad_rows: BadRows | None = None) -> Iterator[
 def _parse_row(path: Path, number: int, line: bytes) -> Event:
     fields = [f.strip() for f in decode_text(path, number, line).split(";")]
     if len(fields) != 5:
-        raise DataFormatError(
-            str(path), number, f"expected 5 ';'-separated fields, got {len(fields)}"
-        )
+        raise DataFormatError(str(path), number, f"expected 5 ';'-separated fields, got {len(fields)}")
     session, user, item, timeframe, eventdate = fields
     if not session or not item:
         raise DataFormatError(str(path), number, "empty session_id or item_id")
@@ -60,9 +56,7 @@ def _parse_row(path: Path, number: int, line: bytes) -> Event:
     try:
         day = date.fromisoformat(eventdate)
     except ValueError:
-        raise DataFormatError(
-            str(path), number, f"eventdate {eventdate!r} is not YYYY-MM-DD"
-        ) from None
+        raise DataFormatError(str(path), number, f"eventdate {eventdate!r} is not YYYY-MM-DD") from None
     day_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
     if int(timeframe) >= 30 * _DAY_MS:
         raise DataFormatError(str(path), number, f"timeframe {timeframe} ms is longer than a month")

@@ -36,9 +36,7 @@ def target_token(event: Event, target: Target) -> str | None:
     return event.category_id if target == "category" else event.item_id
 
 
-def training_tokens(
-    sequences: Iterable[UserSequence], split: TimeSplit, target: Target
-) -> Iterable[str]:
+def training_tokens(sequences: Iterable[UserSequence], split: TimeSplit, target: Target) -> Iterable[str]:
     """Target tokens of train-period events only: what a vocabulary may be built from."""
     for seq in sequences:
         for event in seq.events:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stream.exceptions import DemandstreamError
 
-class DataError(Exception):
+
+class DataError(DemandstreamError):
     """Base class of the errors of :mod:`training.data`."""
 
 

@@ -15,9 +15,7 @@ from training.data.bad_rows import BadRows
 from training.data.exceptions import DataFormatError
 
 
-def load_jsonl(
-    path: Path, *, bad_rows: BadRows | None = None, decoder: EventDecoder | None = None
-) -> Iterator[Event]:
+def load_jsonl(path: Path, *, bad_rows: BadRows | None = None, decoder: EventDecoder | None = None) -> Iterator[Event]:
     """Yield the events of a JSON-lines file; blank lines are ignored.
 
     ``bad_rows`` decides between raising and skipping (default: raise). ``decoder`` defaults to the

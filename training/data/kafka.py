@@ -74,11 +74,7 @@ async def load_kafka(
                         result = decoder.decode(record.value)
                         if isinstance(result, InvalidEvent):
                             source = f"kafka:{topic}[{tp.partition}]"
-                            sink.record(
-                                DataFormatError(
-                                    source, record.offset, f"{result.code}: {result.reason}"
-                                )
-                            )
+                            sink.record(DataFormatError(source, record.offset, f"{result.code}: {result.reason}"))
                         else:
                             yield result
                     position[tp] = records[-1].offset + 1

@@ -13,9 +13,10 @@ from training.data.diginetica import load_diginetica
 from training.data.exceptions import DataError
 from training.data.jsonl import load_jsonl
 from training.data.kafka import iter_kafka
+from training.data.parquet import load_parquet
 from training.data.taobao import TAOBAO_TS_BOUNDS_MS, load_taobao
 
-DataFormat = Literal["jsonl", "taobao", "diginetica", "kafka"]
+DataFormat = Literal["jsonl", "taobao", "diginetica", "kafka", "parquet"]
 DATA_FORMATS: Final[tuple[str, ...]] = get_args(DataFormat)
 
 
@@ -39,6 +40,8 @@ def load_events(
         return load_taobao(path, bad_rows=bad_rows)
     if data_format == "diginetica":
         return load_diginetica(path, bad_rows=bad_rows)
+    if data_format == "parquet":
+        return load_parquet(path, bad_rows=bad_rows)
     raise DataError(f"unknown data format {data_format!r}; expected one of {DATA_FORMATS}")
 
 

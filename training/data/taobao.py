@@ -51,15 +51,11 @@ def load_taobao(path: Path, *, bad_rows: BadRows | None = None) -> Iterator[Even
 def _parse_row(path: Path, number: int, line: bytes) -> Event:
     fields = decode_text(path, number, line).split(",")
     if len(fields) != 5:
-        raise DataFormatError(
-            str(path), number, f"expected 5 comma-separated fields, got {len(fields)}"
-        )
+        raise DataFormatError(str(path), number, f"expected 5 comma-separated fields, got {len(fields)}")
     user, item, category, behaviour, seconds = (f.strip() for f in fields)
     event_type = BEHAVIOUR_TO_TYPE.get(behaviour)
     if event_type is None:
-        raise DataFormatError(
-            str(path), number, f"unknown behaviour {behaviour!r} (pv|cart|fav|buy)"
-        )
+        raise DataFormatError(str(path), number, f"unknown behaviour {behaviour!r} (pv|cart|fav|buy)")
     if not seconds.isdigit():
         raise DataFormatError(str(path), number, f"timestamp {seconds!r} is not unix seconds")
     record = {

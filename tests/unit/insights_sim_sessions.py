@@ -1,4 +1,5 @@
-"""A small seeded generator of shopping sessions over real query texts, for tests and demos.
+"""A small seeded generator of shopping sessions over real query texts, for the unmet-needs tests
+(test data only: a report never mixes simulated sessions into its findings).
 
 Some terms are planted as "unmet": sessions whose query contains one convert rarely. Everything
 else converts at a normal rate. The planted terms are returned so a test can check the ranking
