@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     pseudonymize_users: bool = Field(False, description="HMAC user ids before they reach Redis or logs.")
     user_hmac_key: SecretStr | None = Field(None, description="Key for user-id pseudonymisation (a secret).")
 
+    # --- Online evaluation ------------------------------------------------------------------
+    evaluation_group: str = Field(
+        "demandstream-evaluate", description="Consumer group of `demandstream evaluate` (events + predictions)."
+    )
+    evaluation_port: int = Field(9110, ge=0, le=65_535, description="Port of the evaluator's /metrics (0 = off).")
+    evaluation_shadow_sample: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of users (stable by id) on whom shadow model versions run."
+    )
+    evaluation_window_s: int = Field(
+        2 * 24 * 3600, ge=60, description="Event-time window of the evaluator's online metrics gauges."
+    )
+
     # --- Insights ---------------------------------------------------------------------------
     insights_bucket_s: int = Field(3600, ge=60, description="Time bucket of demand aggregates.")
     insights_retention_buckets: int = Field(24 * 14, ge=2, description="Buckets of aggregates kept.")

@@ -68,15 +68,46 @@ def verify(registry: Path | None, version: str | None) -> None:
 @models.command()
 @_registry_option
 @click.argument("version")
-def promote(registry: Path | None, version: str) -> None:
-    """Serve VERSION (after verifying it); workers pick it up without a restart."""
+@click.option("--force", is_flag=True, help="Serve it even below its own baselines or for another catalogue.")
+@click.option(
+    "--min-live-events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also require VERSION's live (shadow) MRR@10 and Recall@10 to be at least the serving model's on "
+    "the same sampled users, over at least this many judged events (`demandstream evaluate`).",
+)
+def promote(registry: Path | None, version: str, force: bool, min_live_events: int | None) -> None:
+    """Serve VERSION (after verifying it and checking it against its baselines and the serving
+    model's catalogue); workers pick it up without a restart."""
     reg = _open(registry)
     try:
         LoadedModel.load(reg, version)
+        if not force:
+            from training.promotion import check_live_promotion, check_manifest_promotion  # imported on use
+
+            refusal = check_manifest_promotion(reg, version)
+            if min_live_events is not None:
+                refusal = "; ".join(r for r in (refusal, check_live_promotion(reg, version, min_live_events)) if r)
+            if refusal:
+                raise click.ClickException(f"not promoted: {refusal}; use --force to serve it anyway")
         reg.promote(version)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"serving {version}")
+
+
+@models.command()
+@_registry_option
+@click.argument("version")
+@click.option("--off", is_flag=True, help="Stop running VERSION in shadow.")
+def shadow(registry: Path | None, version: str, off: bool) -> None:
+    """Run VERSION in shadow: the evaluator steps it for a sample of users and reports its live
+    metrics (DEMANDSTREAM_EVALUATION_SHADOW_SAMPLE); nothing of it is published."""
+    try:
+        versions = _open(registry).set_shadow(version, on=not off)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"shadow versions: {', '.join(versions) or 'none'}")
 
 
 @models.command()

@@ -86,6 +86,12 @@ def train(
     )
     click.echo(f"model {outcome.version}: MRR@10 {lstm['mrr@10']:.4f} Recall@10 {lstm['recall@10']:.4f} "
                f"(best baseline MRR@10 {best['mrr@10']:.4f} Recall@10 {best['recall@10']:.4f})")  # fmt: skip
+    if outcome.intent.get("methods", {}).get("lstm"):
+        own, best = outcome.intent["methods"]["lstm"], outcome.intent["best_baseline"]
+        rival = outcome.intent["methods"].get(best, {}) if best else {}
+        click.echo(f"intent: AUC {own['roc_auc']} Brier {own['brier']} ECE {own['ece']} "
+                   f"({'calibrated' if outcome.intent['model_calibrated'] else 'NOT calibrated'}; "
+                   f"best baseline {best} AUC {rival.get('roc_auc')} Brier {rival.get('brier')})")  # fmt: skip
     click.echo(f"metrics: {outcome.report.metrics_json}")
     click.echo(f"report:  {outcome.report.report_md}")
     promoted = outcome.promotion.promote and not no_promote

@@ -3,6 +3,7 @@ then the report (with each stage's wall time and peak RSS)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from stream.features import EventEncoder, FeatureSpec, Vocabulary
-from stream.registry import LoadedModel, ModelRegistry
+from stream.registry import ModelRegistry
 from training import distributed
 from training.baselines import FittedBaselines, fit_baselines
 from training.data import (
@@ -32,10 +33,11 @@ from training.data.load import DataFormat
 from training.evaluate import evaluate
 from training.export import export_to_registry
 from training.hyperparams import DEFAULTS
+from training.intent import calibrate_intent, judge_intent
 from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
 from training.priors import SparsePrior, counted_transitions
-from training.promotion import PromotionDecision, decide_promotion, score_served_model
+from training.promotion import PromotionDecision, decide_promotion
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
 from training.resources import StageClock
 from training.sequences import EncodedHistory, attach_leave_user_out, encode_history
@@ -75,6 +77,7 @@ class TrainOutcome:
     metrics: dict[str, dict[str, Any]]
     promotion: PromotionDecision
     seconds: float
+    intent: dict[str, Any] = field(default_factory=dict)
 
 
 def choose_split(options: TrainOptions, sequences: list[UserSequence]) -> TimeSplit:
@@ -88,6 +91,12 @@ def choose_split(options: TrainOptions, sequences: list[UserSequence]) -> TimeSp
     from training.data.taobao import BEIJING
 
     return TimeSplit.last_days(last, test_days=options.test_days, valid_days=options.valid_days, tz=BEIJING)
+
+
+def popular_tokens(popularity: np.ndarray, targets: Vocabulary, n: int = 50) -> dict[str, float]:
+    """The training period's ``n`` most popular targets and shares, best first (the online baseline's fill)."""
+    order = [int(i) for i in np.argsort(-popularity, kind="stable") if i >= 2 and popularity[i] > 0][:n]
+    return {targets.token(i): float(popularity[i]) for i in order}
 
 
 def query_intent_labels(histories: list[EncodedHistory], queries: np.ndarray) -> np.ndarray:
@@ -217,23 +226,25 @@ def export_stage(
     return registry
 
 
+def intent_stage(encoded: Encoded, baselines: FittedBaselines, fitted: Fitted, platt: Any) -> dict[str, Any]:
+    """The intent report (training/intent.py) on the test positions, beside simple rules."""
+    test = predict(fitted.model, encoded.histories, TEST)
+    queries = encoded.test_queries
+    labels = query_intent_labels(encoded.histories, queries)
+    known = labels >= 0
+    return judge_intent(encoded.data, queries, known, labels[known] == 1, test.intent_scores[known],
+                        baselines.intent_scores(queries)[known], platt)  # fmt: skip
+
+
 def gate_stage(
     options: TrainOptions, registry: ModelRegistry, version: str, loaded: Loaded, encoded: Encoded,
-    model_metrics: dict[str, Any],
+    metrics: dict[str, dict[str, Any]],
 ) -> PromotionDecision:  # fmt: skip
-    # Gate on ONNX scores for both models, the way workers will serve them (like for like); with
-    # nothing to compare against (empty registry, --force) the gate never looks at them.
-    compared = registry.current_version() is not None and not options.force
-    served_metrics = (
-        score_served_model(
-            LoadedModel.load(registry, version), loaded.sequences, encoded.data, encoded.test_queries, encoded.targets
-        )
-        if compared
-        else model_metrics
-    )
+    # The gate scores both models through ONNX, the way workers serve them (like for like), on the
+    # test events both vocabularies hold; first it checks the model against its own baselines.
     decision = decide_promotion(
-        registry, version, loaded.sequences, encoded.data, encoded.test_queries, served_metrics,
-        target=options.target, target_vocab=encoded.targets, force=options.force,
+        registry, version, loaded.sequences, encoded.data, encoded.test_queries, target=options.target,
+        target_vocab=encoded.targets, method_metrics=metrics, force=options.force,
     )  # fmt: skip
     if options.promote and decision.promote:
         registry.promote(version)
@@ -263,7 +274,9 @@ def _run_stages(options: TrainOptions) -> TrainOutcome | None:
     if distributed.rank_and_world()[0] != 0:
         return None
     with clock.stage("evaluate"):
+        platt = calibrate_intent(fitted.model, encoded.histories)  # folded into the graph before export
         methods = {**baselines.methods, "lstm": evaluate_stage(encoded, fitted)}
+        intent = intent_stage(encoded, baselines.fitted, fitted, platt)
     metrics: dict[str, dict[str, Any]] = {name: dict(r.metrics) for name, r in methods.items()}
     version = options.version or time.strftime("v%Y%m%d-%H%M%S", time.gmtime())
     summary = loaded.summary.to_dict()
@@ -271,10 +284,13 @@ def _run_stages(options: TrainOptions) -> TrainOutcome | None:
         registry = export_stage(
             options, loaded, encoded, fitted, version,
             {"target": options.target, "data_summary": summary, "split": loaded.split.to_dict(),
-             "metrics": {"test": metrics, "training_seconds": round(fitted.result.seconds, 1)}},
+             "metrics": {"test": metrics, "training_seconds": round(fitted.result.seconds, 1), "intent": intent,
+                         # what `demandstream evaluate` needs to compute the repeat baseline live
+                         "baselines": {**baselines.fitted.params(),
+                                       "popular": popular_tokens(baselines.fitted.popularity, encoded.targets)}}},
         )  # fmt: skip
     with clock.stage("gate"):
-        decision = gate_stage(options, registry, version, loaded, encoded, metrics["lstm"])
+        decision = gate_stage(options, registry, version, loaded, encoded, metrics)
     n_train = int(np.sum(encoded.data.period == TRAIN))
     curve = [
         EpochRecord(r.epoch, r.train_loss, r.valid_mrr10, round(r.seconds, 2), round(n_train / max(r.seconds, 1e-9), 1))
@@ -287,4 +303,5 @@ def _run_stages(options: TrainOptions) -> TrainOutcome | None:
         resources=clock.to_dict(len(encoded.data)),
     )  # fmt: skip
     files = write_report(report_input, options.out_dir)
-    return TrainOutcome(version, files, metrics, decision, time.monotonic() - started)
+    (options.out_dir / "intent.json").write_text(json.dumps(intent, indent=2), encoding="utf-8")
+    return TrainOutcome(version, files, metrics, decision, time.monotonic() - started, intent)

@@ -23,7 +23,16 @@ class Prediction(msgspec.Struct, frozen=True):
     predicted_at: Annotated[int, msgspec.Meta(description="publish time, epoch ms")]
     model_version: str
     demand: list[CategoryScore]
-    purchase_intent: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    purchase_intent: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            le=1,
+            description="P(a purchase among the user's next 10 events), calibrated on the training run's "
+            "validation days; it ranks users worse than a logistic regression on their behaviour counts "
+            "(docs/model.md, 'Purchase intent')",
+        ),
+    ]
     history_len: Annotated[int, msgspec.Meta(ge=1, description="events in the user's window after this one")]
 
 

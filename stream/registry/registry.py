@@ -5,6 +5,8 @@ Layout (an object store would mirror it key for key)::
     <root>/versions/<version>/{model.onnx, categories.json, items.json, manifest.json}
     <root>/CURRENT            # the serving version's name; replaced atomically (write + rename)
     <root>/history.jsonl      # one line per promotion/rollback, for `models list` and rollbacks
+    <root>/SHADOW             # versions run in shadow (one per line); replaced atomically
+    <root>/live.json          # the evaluator's latest online metrics per version; replaced atomically
 
 A version directory is immutable once published: publishing writes a temporary directory and
 renames it into place, so readers never see half a version.
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 CURRENT = "CURRENT"
 HISTORY = "history.jsonl"
+SHADOW = "SHADOW"
+LIVE_METRICS = "live.json"
 
 
 def validate_version_name(version: str) -> str:
@@ -181,3 +185,32 @@ class ModelRegistry:
                 self.promote(target, reason="rollback")
                 return target
         raise RegistryError("nothing to roll back to")
+
+    def shadow_versions(self) -> list[str]:
+        """Versions marked to run in shadow: evaluated live on a sample of users, never published."""
+        try:
+            lines = (self.root / SHADOW).read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            return []
+        return [validate_version_name(v) for v in lines]
+
+    def set_shadow(self, version: str, *, on: bool = True) -> list[str]:
+        """Mark (or unmark) a verified version as a shadow; returns the shadow list."""
+        if on:
+            self.verify_files(version)
+        versions = [v for v in self.shadow_versions() if v != version] + ([version] if on else [])
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.root / SHADOW, "".join(f"{v}\n" for v in versions).encode())
+        log.info("shadow versions: %s", versions)
+        return versions
+
+    def write_live_metrics(self, metrics: dict[str, dict[str, float]]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.root / LIVE_METRICS, json.dumps(metrics, sort_keys=True).encode())
+
+    def live_metrics(self) -> dict[str, dict[str, float]]:
+        """The evaluator's latest window per version (empty before it ran)."""
+        try:
+            return json.loads((self.root / LIVE_METRICS).read_bytes())  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return {}

@@ -25,7 +25,7 @@ from training.export import PARITY_TOLERANCE, build_version, check_parity, expor
 from training.metrics import mrr_at_k
 from training.model import DemandLSTM, ModelConfig
 from training.onnx_eval import step_through_histories
-from training.promotion import decide_promotion, score_served_model
+from training.promotion import score_served_model
 from training.sequences import encode_history
 from training.split import TEST, VALID, TimeSplit
 from training.train import TrainConfig, fit, predict
@@ -227,97 +227,3 @@ def test_export_fails_when_the_graph_does_not_reproduce_the_model(
         )  # fmt: skip
     assert registry.versions() == []
     assert not registry.versions_dir.exists() or list(registry.versions_dir.iterdir()) == []
-
-
-# --- the promotion gate -----------------------------------------------------------------------------
-
-
-def degraded(model: DemandLSTM) -> DemandLSTM:
-    """The trained model with all weight on the popularity expert: a deliberately worse model."""
-    bad = copy.deepcopy(model)
-    with torch.no_grad():
-        bad.gate.weight.zero_()
-        bad.gate.bias.copy_(torch.tensor([-20.0, -20.0, -20.0, 20.0, -20.0]))
-    return bad
-
-
-@pytest.fixture
-def gate_registry(trained: Trained, tmp_path: Path) -> ModelRegistry:
-    registry = ModelRegistry(tmp_path / "models")
-    export_to_registry(
-        registry, trained.model, trained.categories, trained.items, version="good", top_k=TOP_K,
-        parity_histories=[s.events for s in trained.sequences[:4]], extra={},
-    )  # fmt: skip
-    registry.promote("good")
-    return registry
-
-
-def publish(registry: ModelRegistry, trained: Trained, model: DemandLSTM, version: str) -> dict[str, float]:
-    """Publish ``model`` and return its test metrics, scored through ONNX like the served one."""
-    export_to_registry(
-        registry, model, trained.categories, trained.items, version=version, top_k=TOP_K,
-        parity_histories=[s.events for s in trained.sequences[:4]], extra={},
-    )  # fmt: skip
-    loaded = LoadedModel.load(registry, version)
-    return score_served_model(loaded, trained.sequences, trained.data, trained.queries, trained.categories)
-
-
-def test_promotion_gate_refuses_a_worse_model_and_force_overrides(
-    trained: Trained, gate_registry: ModelRegistry
-) -> None:
-    bad_metrics = publish(gate_registry, trained, degraded(trained.model), "worse")
-    decision = decide_promotion(
-        gate_registry, "worse", trained.sequences, trained.data, trained.queries, bad_metrics,
-        target="category", target_vocab=trained.categories,
-    )  # fmt: skip
-    assert not decision.promote
-    assert decision.reason.startswith("refused: worse than serving good")
-    assert decision.current_version == "good" and decision.current_metrics is not None
-    assert decision.current_metrics["mrr@10"] > bad_metrics["mrr@10"] + 0.05  # the setup is meaningful
-    forced = decide_promotion(
-        gate_registry, "worse", trained.sequences, trained.data, trained.queries, bad_metrics,
-        target="category", target_vocab=trained.categories, force=True,
-    )  # fmt: skip
-    assert forced.promote and "forced" in forced.reason
-    assert gate_registry.current_version() == "good"  # deciding never moves the pointer
-
-
-def test_promotion_gate_accepts_an_equally_good_model(trained: Trained, gate_registry: ModelRegistry) -> None:
-    same_metrics = publish(gate_registry, trained, trained.model, "same")
-    decision = decide_promotion(
-        gate_registry, "same", trained.sequences, trained.data, trained.queries, same_metrics,
-        target="category", target_vocab=trained.categories,
-    )  # fmt: skip
-    assert decision.promote, decision.reason
-    assert decision.current_metrics is not None
-    assert decision.current_metrics["mrr@10"] == pytest.approx(same_metrics["mrr@10"])
-
-
-def test_promotion_gate_refuses_when_only_recall_is_worse(trained: Trained, gate_registry: ModelRegistry) -> None:
-    served = score_served_model(
-        LoadedModel.load(gate_registry, "good"), trained.sequences, trained.data, trained.queries, trained.categories
-    )
-    claimed = {**served, "mrr@10": served["mrr@10"] + 0.1, "recall@10": served["recall@10"] - 0.01}
-    decision = decide_promotion(
-        gate_registry, "x", trained.sequences, trained.data, trained.queries, claimed,
-        target="category", target_vocab=trained.categories,
-    )  # fmt: skip
-    assert not decision.promote and "recall@10" in decision.reason
-
-
-def test_promotion_gate_with_no_or_broken_serving_model(trained: Trained, tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path / "models")
-    args = (trained.sequences, trained.data, trained.queries, {"mrr@10": 0.0, "recall@10": 0.0})
-    first = decide_promotion(registry, "new", *args, target="category", target_vocab=trained.categories)
-    assert first.promote and first.reason == "no model is serving yet"
-    publish(registry, trained, trained.model, "old")
-    registry.promote("old")
-    (registry.version_dir("old") / "items.json").write_text('{"tokens": []}', encoding="utf-8")
-    broken = decide_promotion(registry, "new", *args, target="category", target_vocab=trained.categories)
-    assert broken.promote and "fails verification" in broken.reason  # a broken model never blocks a fix
-
-
-def test_promotion_gate_refuses_a_model_of_another_target(trained: Trained, gate_registry: ModelRegistry) -> None:
-    args = (trained.sequences, trained.data, trained.queries, {"mrr@10": 1.0, "recall@10": 1.0})
-    decision = decide_promotion(gate_registry, "items", *args, target="item", target_vocab=trained.items)
-    assert not decision.promote and "ranks another target" in decision.reason
