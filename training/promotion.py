@@ -189,6 +189,9 @@ def check_manifest_promotion(registry: ModelRegistry, version: str) -> str | Non
     return "; ".join(refusals) or None
 
 
+LIVE_TIE = 1e-3  # live MRR/Recall differences this small are noise of when each row was read
+
+
 def check_live_promotion(registry: ModelRegistry, version: str, min_events: int) -> str | None:
     """Why the live numbers refuse ``version``, or ``None``: it must have been judged on at least
     ``min_events`` events (as a shadow) and score at least the serving model on the same sampled
@@ -202,7 +205,9 @@ def check_live_promotion(registry: ModelRegistry, version: str, min_events: int)
     reference = live.get(f"{current}@sample")
     if not reference or not reference.get("events"):
         return f"no live numbers of the serving model {current} on the shadow's users to compare with"
-    worse = [m for m in ("mrr", "recall") if mine[f"{m}_model"] < reference[f"{m}_model"]]
+    # Both rows judge the same sampled users but not always the very same last events (the two are
+    # read at slightly different moments): differences within LIVE_TIE count as a tie, not as worse.
+    worse = [m for m in ("mrr", "recall") if mine[f"{m}_model"] < reference[f"{m}_model"] - LIVE_TIE]
     if worse:
         summary = ", ".join(f"live {m} {mine[f'{m}_model']:.4f} vs {reference[f'{m}_model']:.4f}" for m in worse)
         return f"{version} is worse than serving {current} on the same users ({summary})"
