@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-if TYPE_CHECKING:
-    from stream.worker.service import Worker
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 logger = logging.getLogger(__name__)
 
 
-def make_app(worker: Worker) -> web.Application:
+class ServingModel(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+class WorkerStatus(Protocol):
+    """What the endpoint reads of a worker (``service.Worker`` has it; tests may pass anything that does)."""
+
+    @property
+    def model(self) -> ServingModel | None: ...
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...
+
+    async def readiness(self) -> dict[str, bool]: ...
+
+
+def make_app(worker: WorkerStatus) -> web.Application:
     """The aiohttp application of one worker (tests drive it with aiohttp's test client)."""
 
     async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(worker.metrics.registry)
+        body = generate_latest(worker.metrics_registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -41,7 +55,7 @@ def make_app(worker: Worker) -> web.Application:
 class WebServer:
     """Runs :func:`make_app` on ``host:port``; port 0 turns it off."""
 
-    def __init__(self, worker: Worker, host: str, port: int) -> None:
+    def __init__(self, worker: WorkerStatus, host: str, port: int) -> None:
         self._worker = worker
         self._host = host
         self._port = port

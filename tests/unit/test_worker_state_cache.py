@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from aiokafka import TopicPartition
 
-from stream.worker.service import _FinishBatchOnRevoke
+from stream.worker.offsets import FinishBatchOnRevoke
 from stream.worker.state_cache import StateCache
 from stream.worker.state_codec import ModelState
 
@@ -50,7 +50,11 @@ async def test_a_rebalance_empties_the_cache_after_the_batch_in_flight() -> None
         published.set()
 
     partition = TopicPartition("events", 0)
-    listener = _FinishBatchOnRevoke(asyncio.Lock(), wait_in_flight, {partition}, cache)
+
+    async def clear(_partitions: set[TopicPartition]) -> None:
+        cache.clear("rebalance")
+
+    listener = FinishBatchOnRevoke(asyncio.Lock(), wait_in_flight, {partition}, on_revoked=clear, on_assigned=clear)
     cache.store({"a": state(1)})
     await listener.on_partitions_revoked({partition})
     assert published.is_set() and len(cache) == 0
