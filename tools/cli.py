@@ -19,6 +19,7 @@ _DEBUG = "demandstream.debug"  # key in click's context meta, shared by every su
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("tools.devinfra.cli:dev", "Start/stop a local broker and Redis (no Docker needed)."),
     "worker": ("stream.worker.cli:worker", "Run a stream worker of the consumer group."),
+    "faust-worker": ("tools.faust_cli:faust_worker", "The worker's batch processor in a faust agent (`faust` extra)."),
     "evaluate": ("stream.evaluation.cli:evaluate", "Online accuracy per model version vs a baseline, live."),
     "models": ("tools.models_cli:models", "List, verify, promote and roll back registry models."),
     "train": ("training.cli:train", "Train, evaluate against baselines, export to the registry."),

@@ -179,3 +179,10 @@ def test_debug_shows_the_traceback(run: Run) -> None:
     result = run("models", "list", "--registry", "nowhere", debug=True)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "RegistryError: no model registry at nowhere" in result.stderr
+
+
+def test_faust_worker_without_the_faust_extra_names_it(run: Run) -> None:
+    # As if faust-streaming were not installed: the import system finds no such package.
+    hide = "import sys; sys.modules['faust'] = None; from tools.cli import main; main()"
+    result = run("faust-worker", "--duration", "1", prefix=(sys.executable, "-c", hide))
+    assert_one_line(result, "faust-streaming is not installed", "pip install 'demandstream[faust]'")
