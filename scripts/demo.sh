@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv
 STAMP="$VENV/.demandstream-demo-installed"
-TEST_STAMP="$VENV/.demandstream-installed" # scripts/test.sh installs a superset ([train,test,dev])
+TEST_STAMP="$VENV/.demandstream-installed" # scripts/test.sh installs a superset ([train,test,dev,faust])
 
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command, from a fresh clone on a new machine:
 #   scripts/test.sh [pytest args...]
-# Creates .venv if missing, installs the project with its train+test+dev extras (skipped when
+# Creates .venv if missing, installs the project with its train+test+dev+faust extras (skipped when
 # pyproject.toml is unchanged since the last install), then runs ruff, mypy and pytest.
 # Every check runs even if an earlier one fails; the exit status is non-zero if any failed.
 # Needs no Docker: the tests start their own tansu broker and redis-server.
@@ -15,11 +15,13 @@ STAMP="$VENV/.demandstream-installed"
 source scripts/venv.sh
 ensure_venv test.sh || exit 2
 
-# The stamp records the pyproject.toml it installed; any change to it triggers a reinstall.
+# The stamp records the pyproject.toml it installed; any change to it triggers a reinstall, and so
+# does a missing extra (a .venv stamped before the faust extra joined the list).
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$wanted" ]]; then
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$wanted" ]] \
+    || ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('faust') is None)" 2>/dev/null; then
     echo "test.sh: installing the project into $VENV (torch pinned to the CPU wheel in [train])"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[train,test,dev]' || exit 2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[train,test,dev,faust]' || exit 2
     echo "$wanted" >"$STAMP"
 fi
 

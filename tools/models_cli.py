@@ -1,4 +1,9 @@
-"""``demandstream models``: list, verify, promote and roll back registry versions."""
+"""``demandstream models``: list, verify, promote and roll back registry versions.
+
+A :class:`RegistryError` (a corrupt, missing or unknown version) is not caught here: the
+top-level group (``tools/cli.py`` with ``tools/errors.py``) turns every ``DemandstreamError``
+into one ``Error:`` line, or shows its traceback under ``demandstream --debug``.
+"""
 
 from __future__ import annotations
 
@@ -58,10 +63,7 @@ def verify(registry: Path | None, version: str | None) -> None:
     version = version or reg.current_version()
     if version is None:
         raise RegistryError(f"the model registry {reg.root} has no serving model: {how_to_get_a_model(reg.root)}")
-    try:
-        LoadedModel.load(reg, version)
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    LoadedModel.load(reg, version)  # a RegistryError becomes one line at the top-level group (tools/cli.py)
     click.echo(f"{version}: ok")
 
 
@@ -80,19 +82,16 @@ def promote(registry: Path | None, version: str, force: bool, min_live_events: i
     """Serve VERSION (after verifying it and checking it against its baselines and the serving
     model's catalogue); workers pick it up without a restart."""
     reg = _open(registry)
-    try:
-        LoadedModel.load(reg, version)
-        if not force:
-            from training.promotion import check_live_promotion, check_manifest_promotion  # imported on use
+    LoadedModel.load(reg, version)
+    if not force:
+        from training.promotion import check_live_promotion, check_manifest_promotion  # imported on use
 
-            refusal = check_manifest_promotion(reg, version)
-            if min_live_events is not None:
-                refusal = "; ".join(r for r in (refusal, check_live_promotion(reg, version, min_live_events)) if r)
-            if refusal:
-                raise click.ClickException(f"not promoted: {refusal}; use --force to serve it anyway")
-        reg.promote(version)
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from exc
+        refusal = check_manifest_promotion(reg, version)
+        if min_live_events is not None:
+            refusal = "; ".join(r for r in (refusal, check_live_promotion(reg, version, min_live_events)) if r)
+        if refusal:
+            raise click.ClickException(f"not promoted: {refusal}; use --force to serve it anyway")
+    reg.promote(version)
     click.echo(f"serving {version}")
 
 
@@ -103,10 +102,7 @@ def promote(registry: Path | None, version: str, force: bool, min_live_events: i
 def shadow(registry: Path | None, version: str, off: bool) -> None:
     """Run VERSION in shadow: the evaluator steps it for a sample of users and reports its live
     metrics (DEMANDSTREAM_EVALUATION_SHADOW_SAMPLE); nothing of it is published."""
-    try:
-        versions = _open(registry).set_shadow(version, on=not off)
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    versions = _open(registry).set_shadow(version, on=not off)
     click.echo(f"shadow versions: {', '.join(versions) or 'none'}")
 
 
@@ -114,8 +110,5 @@ def shadow(registry: Path | None, version: str, off: bool) -> None:
 @_registry_option
 def rollback(registry: Path | None) -> None:
     """Serve the version that served before the current one."""
-    try:
-        version = _open(registry).rollback()
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from exc
+    version = _open(registry).rollback()
     click.echo(f"rolled back to {version}")

@@ -186,3 +186,23 @@ def test_faust_worker_without_the_faust_extra_names_it(run: Run) -> None:
     hide = "import sys; sys.modules['faust'] = None; from tools.cli import main; main()"
     result = run("faust-worker", "--duration", "1", prefix=(sys.executable, "-c", hide))
     assert_one_line(result, "faust-streaming is not installed", "pip install 'demandstream[faust]'")
+
+
+def test_models_verify_and_rollback_of_a_bad_registry_one_line_or_traceback_with_debug(
+    run: Run, tmp_path: Path
+) -> None:
+    from stream.registry.manifest import MANIFEST_NAME
+
+    version = tmp_path / "bad" / "versions" / "v1"
+    version.mkdir(parents=True)
+    (version / MANIFEST_NAME).write_text("not json", encoding="utf-8")
+    # The models commands raise RegistryError as it is; the top-level group reports it.
+    assert_one_line(run("models", "verify", "v1", "--registry", "bad"), "unreadable manifest")
+    assert_one_line(run("models", "rollback", "--registry", "bad"), "nothing to roll back to")
+    for args, error in (
+        (("verify", "v1"), "ModelVerificationError: bad/versions/v1/manifest.json: unreadable manifest"),
+        (("rollback",), "RegistryError: nothing to roll back to"),
+    ):
+        result = run("models", *args, "--registry", "bad", debug=True)
+        assert result.returncode == 1
+        assert "Traceback" in result.stderr and error in result.stderr, result.stderr

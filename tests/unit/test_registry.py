@@ -24,7 +24,6 @@ from stream.registry import LoadedModel, Manifest, ModelRegistry, ModelVerificat
 from stream.registry.manifest import MANIFEST_NAME, MODEL_FILE, TensorSpec, serving_inputs
 from stream.registry.registry import CURRENT, sha256_file, validate_version_name
 from tools.cli import main
-from tools.models_cli import models
 
 
 @pytest.fixture(scope="module")
@@ -323,15 +322,16 @@ def runner() -> Iterator[CliRunner]:
 
 def test_models_cli_list_verify_promote_rollback(reg: ModelRegistry, runner: CliRunner) -> None:
     root = str(reg.root)
-    result = runner.invoke(main, ["models", "verify", "--registry", root])  # main: the one-line error report
+    # Through the top-level group, as users run it: it turns a RegistryError into the one-line report.
+    result = runner.invoke(main, ["models", "verify", "--registry", root])
     assert result.exit_code == 1 and "has no serving model" in result.output
-    assert runner.invoke(models, ["promote", "--registry", root, "v1"]).exit_code == 0
-    result = runner.invoke(models, ["promote", "--registry", root, "v2"])
+    assert runner.invoke(main, ["models", "promote", "--registry", root, "v1"]).exit_code == 0
+    result = runner.invoke(main, ["models", "promote", "--registry", root, "v2"])
     assert result.exit_code == 0 and "serving v2" in result.output
-    listed = runner.invoke(models, ["list", "--registry", root]).output.splitlines()
+    listed = runner.invoke(main, ["models", "list", "--registry", root]).stdout.splitlines()
     assert [line.strip() for line in listed] == ["v1", "* v2", "w20"]
-    assert runner.invoke(models, ["verify", "--registry", root]).output.strip() == "v2: ok"
-    result = runner.invoke(models, ["rollback", "--registry", root])
+    assert runner.invoke(main, ["models", "verify", "--registry", root]).stdout.strip() == "v2: ok"
+    result = runner.invoke(main, ["models", "rollback", "--registry", root])
     assert result.exit_code == 0 and "rolled back to v1" in result.output
     assert reg.current_version() == "v1"
 
@@ -339,11 +339,11 @@ def test_models_cli_list_verify_promote_rollback(reg: ModelRegistry, runner: Cli
 def test_models_cli_refuses_a_corrupt_version(reg: ModelRegistry, runner: CliRunner) -> None:
     reg.promote("v1")
     (reg.version_dir("v2") / MODEL_FILE).write_bytes(b"\x00" * 10)
-    result = runner.invoke(models, ["verify", "--registry", str(reg.root), "v2"])
+    result = runner.invoke(main, ["models", "verify", "--registry", str(reg.root), "v2"])
     assert result.exit_code == 1 and "sha256" in result.output
-    result = runner.invoke(models, ["promote", "--registry", str(reg.root), "v2"])
+    result = runner.invoke(main, ["models", "promote", "--registry", str(reg.root), "v2"])
     assert result.exit_code == 1
-    result = runner.invoke(models, ["promote", "--registry", str(reg.root), "../v1"])
+    result = runner.invoke(main, ["models", "promote", "--registry", str(reg.root), "../v1"])
     assert result.exit_code == 1 and "invalid model version name" in result.output
     assert reg.current_version() == "v1"
 
