@@ -227,7 +227,10 @@ class FaustAdapter:
             await self._publish(outgoing, len(records))
         except BaseException as exc:
             # Never released: faust cannot commit these offsets; they are replayed after the restart.
-            if not isinstance(exc, asyncio.CancelledError):
+            if self._stop.is_set() or isinstance(exc, asyncio.CancelledError):
+                # Asked to stop (e.g. during an outage the batch was retrying through): not a failure.
+                logger.warning("stopping: a batch of %d records left uncommitted (replayed later)", len(held.events))
+            else:
                 self.failure = exc
                 self._failed.set()
                 logger.error("batch of %d records failed, left uncommitted; stopping: %r", len(held.events), exc)

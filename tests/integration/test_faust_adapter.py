@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,6 +30,7 @@ from support.streams import (
     predicts_all,
     produce,
     produce_located,
+    worker_env,
 )
 
 from stream.config import Settings
@@ -119,6 +124,7 @@ async def test_same_predictions_as_the_native_worker_and_located_dead_letters(
     letters = dead_letters(await letters_reader.until(lambda values: len(values) >= len(INVALID)))
     await letters_reader.close()
     await adapter.until(lambda: adapter.adapter.records_done >= len(payloads), "every record acknowledged")
+    assert await adapter.adapter.readiness() == {"model": True, "redis": True, "kafka": True}
     await adapter.close()
 
     assert set(got) == set(expected) == {e.event_id for e in events}
@@ -211,3 +217,28 @@ async def test_two_adapters_in_one_group_share_the_partitions_and_lose_no_event(
     assert assigned_one and assigned_two and not assigned_one & assigned_two  # the group split the partitions
     assert two.adapter.records_done > 0
     assert sum((await committed(settings)).values()) == len(events)
+
+
+async def test_the_faust_worker_command_predicts_and_stops_cleanly_on_sigterm(
+    settings_factory: Any, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    settings = settings_factory(batch_max_size=16)
+    events = interleaved(generated_histories(users=4, seed=61, max_len=10))
+    await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
+    command = [str(Path(sys.executable).parent / "demandstream"), "faust-worker"]
+    log_path = tmp_path / "faust-worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            reader = TopicReader(settings.kafka_bootstrap, settings.topic_predictions)
+            values = await reader.until(predicts_all(events))
+            await reader.close()
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, WAIT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    assert code == 0, output
+    assert predicted_ids(values) == {e.event_id for e in events}
+    assert "faust adapter started" in output and "Traceback" not in output, output
