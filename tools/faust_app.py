@@ -57,17 +57,12 @@ class BatchAbandoned(DemandstreamError):
     """A batch could not be finished (stopped during an outage, or it failed): it stays uncommitted."""
 
 
-class HeldMessage(Protocol):
-    """What :class:`HeldBatch` uses of a faust message (``faust.types.tuples.Message``)."""
-
-    def incref(self, n: int = 1) -> None: ...
-
-
 class HeldEvent(Protocol):
     """What :class:`HeldBatch` uses of a faust event."""
 
     @property
-    def message(self) -> Any: ...
+    def message(self) -> Any:  # faust.types.tuples.Message: incref(), and a SourceRecord's fields
+        ...
 
     def ack(self) -> bool: ...
 
