@@ -98,6 +98,12 @@ def source_partitions(tps: Iterable[Any], topic: str) -> set[tuple[str, int]]:
     return {(tp.topic, tp.partition) for tp in tps if tp.topic == topic}
 
 
+def take_within_s(settings: Settings) -> float:
+    """``take_events``'s ``within`` for the settings' linger: never 0, which faust reads as "no timeout"
+    (a batch would then wait until it is full, however long that takes)."""
+    return max(settings.batch_linger_ms, 1) / 1000
+
+
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
     """faust's form of the TLS/SASL settings (the same context and secrets as :func:`kafka_options`)."""
     options = kafka_options(settings)
@@ -188,7 +194,7 @@ class FaustAdapter:
         settings = self.settings
         app = faust.App(settings.consumer_group, **app_config(settings, datadir))
         source = app.topic(settings.topic_events, key_serializer="raw", value_serializer="raw")
-        linger_s = settings.batch_linger_ms / 1000
+        linger_s = take_within_s(settings)
 
         async def predict(stream: Any) -> None:  # a faust.Stream of raw values
             async for events in stream.take_events(settings.batch_max_size, within=linger_s):

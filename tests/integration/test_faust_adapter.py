@@ -222,8 +222,10 @@ async def test_two_adapters_in_one_group_share_the_partitions_and_lose_no_event(
 async def test_the_faust_worker_command_predicts_and_stops_cleanly_on_sigterm(
     settings_factory: Any, registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    settings = settings_factory(batch_max_size=16)
+    # Linger 0: a last batch smaller than the batch size must still go (faust reads within=0 as "no timeout").
+    settings = settings_factory(batch_max_size=16, batch_linger_ms=0)
     events = interleaved(generated_histories(users=4, seed=61, max_len=10))
+    assert len(events) % 16
     await produce(settings.kafka_bootstrap, settings.topic_events, event_payloads(events))
     command = [str(Path(sys.executable).parent / "demandstream"), "faust-worker"]
     log_path = tmp_path / "faust-worker.log"

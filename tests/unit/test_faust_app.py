@@ -12,7 +12,7 @@ from mode import CrashingSupervisor
 from pydantic import SecretStr
 
 from stream.config import Settings
-from tools.faust_app import HeldBatch, app_config, broker_credentials, source_partitions
+from tools.faust_app import HeldBatch, app_config, broker_credentials, source_partitions, take_within_s
 
 
 class FakeEvent:
@@ -108,3 +108,9 @@ def test_sasl_settings_become_faust_credentials(protocol: str) -> None:
 def test_tls_settings_become_faust_ssl_credentials() -> None:
     credentials = broker_credentials(settings(kafka_security_protocol="SSL"))
     assert isinstance(credentials, faust.SSLCredentials)
+
+
+def test_a_zero_linger_still_gives_take_events_a_timeout() -> None:
+    # faust reads within=0 as "wait until the batch is full": a quiet stream would never flush.
+    assert take_within_s(settings(batch_linger_ms=0)) == 0.001
+    assert take_within_s(settings(batch_linger_ms=20)) == 0.02
