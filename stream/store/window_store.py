@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 # Fail fast and let the caller retry the batch: a worker must not hang on a dead Redis.
 _SOCKET_TIMEOUT_S = 5.0
 _CONNECT_TIMEOUT_S = 2.0
-_RETRIES = 2
 _RESULT_WIDTH = 6  # values per event returned by append_window.lua
 # The batch goes to each script as ONE packed argument (see the .lua headers): encoding three
 # arguments per event cost the client more than the whole script run in Redis.
@@ -99,18 +98,46 @@ def _script(name: str) -> _Script:
     return _Script(source=source, sha=hashlib.sha1(source).hexdigest())  # SHA1: Redis' script id
 
 
-@contextlib.contextmanager
-def _translate_errors(operation: str) -> Iterator[None]:
-    from redis.exceptions import ClusterDownError, RedisError
+def _retriable_redis_errors() -> tuple[type[BaseException], ...]:
+    """Redis errors that say "not now" rather than "wrong": the batch is retried as a whole.
+
+    Lost connections and timeouts, and what a Redis Cluster answers while a failover or a slot
+    migration is under way: CLUSTERDOWN / MASTERDOWN, TRYAGAIN, a slot no node covers, no node
+    reachable ("TTL exhausted", ``RedisClusterUnreachableError``), READONLY (a command that
+    reached a master just demoted to replica) and LOADING. Two of them
+    (``SlotNotCoveredError``, ``RedisClusterUnreachableError``) are not even ``RedisError``s.
+    """
+    from redis.exceptions import (
+        ClusterError,
+        ReadOnlyError,
+        RedisClusterUnreachableError,
+        SlotNotCoveredError,
+        TryAgainError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    return (
+        RedisConnectionError,  # includes BusyLoadingError (LOADING)
+        RedisTimeoutError,
+        ClusterError,  # includes ClusterDownError and MasterDownError
+        TryAgainError,
+        ReadOnlyError,
+        SlotNotCoveredError,
+        RedisClusterUnreachableError,
+    )
+
+
+@contextlib.contextmanager
+def _translate_errors(operation: str) -> Iterator[None]:
+    from redis.exceptions import RedisClusterException, RedisError
+
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, ClusterDownError) as exc:
-        raise StoreUnavailable(f"{operation}: Redis unavailable: {exc}") from exc
-    except RedisError as exc:
-        raise StoreProtocolError(f"{operation}: {exc}") from exc
+    except _retriable_redis_errors() as exc:
+        raise StoreUnavailable(f"{operation}: Redis unavailable: {type(exc).__name__}: {exc}") from exc
+    except (RedisError, RedisClusterException) as exc:
+        raise StoreProtocolError(f"{operation}: {type(exc).__name__}: {exc}") from exc
 
 
 def _text(value: Any) -> str:
@@ -123,7 +150,7 @@ def make_redis_client(settings: Settings) -> Any:
     from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.connection import SSLConnection, parse_url
     from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
+    from redis.backoff import NoBackoff
 
     # parse_url, then our overrides: redis-py's from_url would let the URL win over kwargs.
     options: dict[str, Any] = dict(parse_url(settings.redis_url))
@@ -135,7 +162,9 @@ def make_redis_client(settings: Settings) -> Any:
     options.update(
         socket_timeout=_SOCKET_TIMEOUT_S,
         socket_connect_timeout=_CONNECT_TIMEOUT_S,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), _RETRIES),
+        # redis-py's own retries off: the worker retries the whole batch with the one policy
+        # (stream/retry.py), so a dead node costs one timeout per try, not three stacked ones.
+        retry=Retry(NoBackoff(), 0),
     )
     if settings.redis_cluster:
         options.pop("connection_class", None)
@@ -323,11 +352,11 @@ class WindowStore:
 
     async def ping(self) -> bool:
         """Whether Redis answers (for readiness checks); never raises for a dead Redis."""
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         try:
             return bool(await self._connection().ping())
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             return False
 
     async def close(self) -> None:

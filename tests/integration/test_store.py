@@ -21,7 +21,6 @@ from stream.store import (
     WindowStore,
 )
 from stream.store.keys import UserKeys
-from tools.devinfra.processes import free_port
 from tools.devinfra.redis_server import RedisServer
 
 T0 = 1_700_000_000_000
@@ -300,16 +299,7 @@ async def test_redis_down_raises_store_unavailable_then_recovers(
 
 
 async def test_cluster_client_groups_a_batch_by_slot(tmp_path: Path) -> None:
-    port = free_port()
-    while port > 55_000:  # the cluster bus listens on port + 10000
-        port = free_port()
-    node = RedisServer(
-        port,
-        workdir=tmp_path,
-        extra_args=(
-            "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")
-        ),
-    )
+    node = RedisServer.cluster_node(tmp_path)  # its cluster bus port (+10000) is free too
     with node:
         admin = aioredis.Redis.from_url(node.url)
         await admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)

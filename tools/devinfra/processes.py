@@ -39,6 +39,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def free_port_pair(host: str = "127.0.0.1", offset: int = 10_000, attempts: int = 100) -> int:
+    """A port ``p`` such that ``p`` and ``p + offset`` were both free a moment ago.
+
+    A Redis Cluster node also listens on its cluster bus port, ``port + 10000``: a node whose bus
+    port is taken (by another test's server, or the kernel's ephemeral range) fails to start or
+    cannot gossip. Both ports are held at once while checking, so neither is our own pick.
+    """
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            if port + offset > 65_535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+                try:
+                    bus.bind((host, port + offset))
+                except OSError:
+                    continue
+                return port
+    raise ServiceStartError(f"no free port pair (port, port + {offset}) on {host} after {attempts} tries")
+
+
 def port_accepts(host: str, port: int, timeout_s: float = 0.2) -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     try:

