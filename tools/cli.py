@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "faust-worker": ("tools.faust_cli:faust_worker", "The worker's batch processor in a faust agent (`faust` extra)."),
     "evaluate": ("stream.evaluation.cli:evaluate", "Online accuracy per model version vs a baseline, live."),
     "models": ("tools.models_cli:models", "List, verify, promote and roll back registry models."),
+    "retrain": ("training.retrain:retrain", "Retrain on the events topic's last N days; register a shadow."),
     "train": ("training.cli:train", "Train, evaluate against baselines, export to the registry."),
     "insights": ("insights.cli:insights", "Product-development insights: report and dashboard."),
     "simulate": ("tools.simulate.cli:simulate", "Seeded, realistic shopper events to Kafka/file."),

@@ -106,6 +106,50 @@ def shadow(registry: Path | None, version: str, off: bool) -> None:
     click.echo(f"shadow versions: {', '.join(versions) or 'none'}")
 
 
+NOT_PROMOTED, WAITING = 3, 4  # exit codes of promote-shadow (0 promoted, 1 error)
+
+
+@models.command("promote-shadow")
+@_registry_option
+@click.option("--min-live-events", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Judged live events a shadow needs before it can be compared.")  # fmt: skip
+@click.option("--keep", is_flag=True, help="Keep the promoted version marked as a shadow.")
+@click.option("--waiting-ok", is_flag=True, help="Exit 0, not 4, when no shadow has enough events yet.")
+def promote_shadow(registry: Path | None, min_live_events: int, keep: bool, waiting_ok: bool) -> None:
+    """Serve the newest shadow whose live MRR@10 and Recall@10 are at least the serving model's
+    over at least --min-live-events judged events: exit 0 promoted, 3 refused, 4 not enough events
+    yet (or no shadow), 1 error. The second step of the retraining loop (`demandstream retrain`)."""
+    from training.promotion import check_live_promotion, check_manifest_promotion  # imported on use
+
+    reg = _open(registry)
+    live, waiting, refused = reg.live_metrics(), [], []
+    for version in reversed(reg.shadow_versions()):  # newest mark first
+        events = live.get(version, {}).get("events", 0)
+        if events < min_live_events:
+            waiting.append(f"{version} has {events:.0f} of {min_live_events} live events")
+            continue
+        LoadedModel.load(reg, version)
+        checks = (check_manifest_promotion(reg, version), check_live_promotion(reg, version, min_live_events))
+        refusal = "; ".join(r for r in checks if r)
+        if refusal:
+            refused.append(refusal)
+            continue
+        reg.promote(version, reason="promote-shadow")
+        if not keep:
+            reg.set_shadow(version, on=False)
+        click.echo(f"serving {version}")
+        return
+    for line in refused:
+        click.echo(f"not promoted: {line}", err=True)
+    for line in waiting:
+        click.echo(f"waiting: {line}", err=True)
+    if refused:
+        raise click.exceptions.Exit(NOT_PROMOTED)
+    if not waiting:
+        click.echo("no shadow versions to promote", err=True)
+    raise click.exceptions.Exit(0 if waiting_ok else WAITING)
+
+
 @models.command()
 @_registry_option
 def rollback(registry: Path | None) -> None:

@@ -184,7 +184,7 @@ def test_retraining_cronjob_writes_the_registry_the_workers_read(
     assert container["image"].startswith("demandstream/trainer:")
     args = container["args"]
     assert (
-        args[0] == "train"
+        args[0] == "retrain"
         and args[args.index("--registry") + 1] == config_data["DEMANDSTREAM_MODEL_REGISTRY"]
     )
     claims = {
@@ -201,6 +201,24 @@ def test_retraining_cronjob_writes_the_registry_the_workers_read(
     assert not claims["models"].get("readOnly", False)
     pvc = _find("PersistentVolumeClaim", claims["models"]["claimName"])
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_promote_shadow_cronjob_is_the_second_step_on_the_same_registry(
+    config_data: dict[str, str],
+) -> None:
+    retrain = _pod_spec(_find("CronJob", "demandstream-retrain"))
+    cron = _find("CronJob", "demandstream-promote-shadow")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = _pod_spec(cron)
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[:2] == ["models", "promote-shadow"] and "--waiting-ok" in args
+    assert args[args.index("--registry") + 1] == config_data["DEMANDSTREAM_MODEL_REGISTRY"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    retrain_claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in retrain["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert claims == retrain_claims
 
 
 def test_images_are_pinned_and_ours_match_the_package_version() -> None:

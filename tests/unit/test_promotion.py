@@ -224,3 +224,30 @@ def test_live_numbers_refuse_a_worse_or_unproven_shadow(trained: Trained, regist
     refused = runner.invoke(main, ["models", "promote", "shadowed", "--min-live-events", "100",
                                    "--registry", str(registry.root)])  # fmt: skip
     assert refused.exit_code != 0 and registry.current_version() == "good"
+
+
+def test_promote_shadow_exit_codes_wait_refuse_then_promote(trained: Trained, registry: ModelRegistry) -> None:
+    """The hourly second step of the retraining loop: 4 (or 0 with --waiting-ok) while the shadow
+    has too few live events, 3 for a worse shadow, 0 once it holds; the mark is then removed."""
+    runner = CliRunner()
+
+    def promote_shadow(*extra: str) -> tuple[int, str]:
+        result = runner.invoke(main, ["models", "promote-shadow", "--registry", str(registry.root),
+                                      "--min-live-events", "100", *extra])  # fmt: skip
+        return result.exit_code, result.output
+
+    assert promote_shadow()[0] == 4  # no shadow at all
+    publish(registry, trained, "nightly")
+    registry.set_shadow("nightly")
+    row = {"events": 500.0, "mrr_model": 0.50, "recall_model": 0.70}
+    registry.write_live_metrics({"good@sample": row, "nightly": {**row, "events": 50.0}})
+    code, output = promote_shadow()
+    assert code == 4 and "nightly has 50 of 100 live events" in output
+    assert promote_shadow("--waiting-ok")[0] == 0 and registry.current_version() == "good"
+    registry.write_live_metrics({"good@sample": row, "nightly": {**row, "recall_model": 0.60}})
+    code, output = promote_shadow()
+    assert code == 3 and "live recall 0.6000 vs 0.7000" in output and registry.current_version() == "good"
+    registry.write_live_metrics({"good@sample": row, "nightly": {**row, "mrr_model": 0.52}})
+    code, output = promote_shadow()
+    assert code == 0 and "serving nightly" in output
+    assert registry.current_version() == "nightly" and registry.shadow_versions() == []
