@@ -3,8 +3,9 @@
 A trained model serves in one worker; ``demandstream replay`` publishes the whole sample at full
 speed while the evaluator (its own consumer group) runs beside the worker, as deployed. At the
 end, the evaluator's window (the last two days of event time) holds the test period of the
-training run, so its MRR@10 of the model and of the repeat baseline are printed beside the
-offline numbers of the same run's metrics.json. The evaluator's cost per record is then timed by
+training run, so its MRR@10 of the model and of the live baseline (the blend, the best offline
+baseline, when the trainer saved it; else repeat) are printed beside the offline numbers of the
+same run's metrics.json. The evaluator's cost per record is then timed by
 feeding the two topics' records through a fresh evaluator in memory::
 
     .venv/bin/python -m bench.online_eval --registry DIR --metrics DIR/reports/VERSION/metrics.json
@@ -31,7 +32,8 @@ from bench.common import make_topics, services, write_results
 from stream.config import Settings
 from stream.contracts import Prediction
 from stream.evaluation import RepeatBaseline
-from stream.evaluation.service import Evaluator, serving_baseline
+from stream.evaluation.blend import BlendBaseline
+from stream.evaluation.service import Evaluator, serving_baseline, serving_blend
 from stream.registry import ModelRegistry
 from stream.worker import Worker
 from tools.demo.replay import replay_file
@@ -70,10 +72,10 @@ def training_popular(data: Path, train_end_ms: int, vocabulary: frozenset[str] |
 
 
 def time_evaluator(
-    settings: Settings, baseline: RepeatBaseline, records: list[tuple[str, bytes]]
+    settings: Settings, baseline: RepeatBaseline, records: list[tuple[str, bytes]], blend: BlendBaseline | None
 ) -> tuple[float, float, Evaluator]:
     """Wall and CPU seconds of a fresh evaluator over ``records`` (in memory, no broker)."""
-    timer = Evaluator(settings, baseline)
+    timer = Evaluator(settings, baseline, blend)
     t0, c0 = time.perf_counter(), time.process_time()
     for topic, value in records:
         timer.handle(topic, value)
@@ -104,6 +106,8 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
     served = serving_baseline(Settings(_env_file=None, model_registry=registry))  # the serving vocabulary
     popular = served.popular or training_popular(data, offline["split"]["train_end_ms"], served.vocabulary)
     baseline = RepeatBaseline.from_params(methods["repeat"]["params"]["repeat"], served.vocabulary, popular)
+    blend = serving_blend(Settings(_env_file=None, model_registry=registry))
+    reference = "blend" if blend is not None else "repeat"  # the live baseline and its offline twin
     # The trainer's cleaning (duplicates, timestamps outside the sample's days) applied to what is
     # replayed too: the same events offline and online. An event from years later would otherwise
     # jump the event-time window past everything else.
@@ -120,7 +124,7 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
         )  # fmt: skip
         if shadow:
             ModelRegistry(registry).set_shadow(shadow)
-        worker, evaluator, stop = Worker(settings), Evaluator(settings, baseline), asyncio.Event()
+        worker, evaluator, stop = Worker(settings), Evaluator(settings, baseline, blend), asyncio.Event()
         started = time.monotonic()
         worker_task = asyncio.create_task(worker.run(stop))
         eval_task = asyncio.create_task(evaluator.run(stop))
@@ -139,17 +143,18 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
         records = await read_all(svc.bootstrap, [topics["events"], topics["predictions"]])
     if shadow:
         ModelRegistry(registry).set_shadow(shadow, on=False)
-    wall, cpu, _ = time_evaluator(settings, baseline, records)
+    wall, cpu, _ = time_evaluator(settings, baseline, records, blend)
+    wall_repeat, cpu_repeat, _ = time_evaluator(settings, baseline, records, None)  # the cost of the blend
     shadow_cost: dict[str, float] = {}
     if shadow:  # the same records again with the shadow running: its cost per shadow step
         ModelRegistry(registry).set_shadow(shadow)
-        _, cpu_s, timer = time_evaluator(settings, baseline, records)
+        _, cpu_s, timer = time_evaluator(settings, baseline, records, blend)
         ModelRegistry(registry).set_shadow(shadow, on=False)
         shadow_cost = {"steps": timer.shadow.steps, "cpu_us_per_step": 1e6 * (cpu_s - cpu) / max(timer.shadow.steps, 1),
                        "wall_us_per_step": 1e6 * timer.shadow.seconds / max(timer.shadow.steps, 1)}  # fmt: skip
     version = ModelRegistry(registry).current_version()
     live = online[str(version)]
-    lstm, repeat = methods["lstm"]["metrics"], methods["repeat"]["metrics"]
+    lstm, base = methods["lstm"]["metrics"], methods[reference]["metrics"]
     published = Counter(msgspec.json.decode(v, type=Prediction).model_version
                         for t, v in records if t == topics["predictions"])  # fmt: skip
     shadow_part: dict[str, Any] = {}
@@ -165,11 +170,16 @@ async def run(registry: Path, metrics_path: Path, data: Path, workdir: Path, sha
         **shadow_part, "published_by_version": dict(published),
         "version": version, "replayed": summary.sent, "seconds": round(seconds, 1),
         "online_window_days": settings.evaluation_window_s / 86400, "online": live,
-        "offline": {"mrr@10_model": lstm["mrr@10"], "mrr@10_repeat": repeat["mrr@10"],
-                    "recall@10_model": lstm["recall@10"], "recall@10_repeat": repeat["recall@10"],
+        "baseline": reference,
+        "offline": {"mrr@10_model": lstm["mrr@10"], "mrr@10_baseline": base["mrr@10"],
+                    "recall@10_model": lstm["recall@10"], "recall@10_baseline": base["recall@10"],
                     "n_events": lstm["n_events"]},
+        "max_gap": max(abs(live["mrr_model"] - lstm["mrr@10"]), abs(live["mrr_baseline"] - base["mrr@10"]),
+                       abs(live["recall_model"] - lstm["recall@10"]),
+                       abs(live["recall_baseline"] - base["recall@10"])),
         "evaluator_us_per_record": {"wall": 1e6 * wall / len(records), "cpu": 1e6 * cpu / len(records),
-                                    "records": len(records)},
+                                    "records": len(records), "wall_repeat_only": 1e6 * wall_repeat / len(records),
+                                    "cpu_repeat_only": 1e6 * cpu_repeat / len(records)},
     }  # fmt: skip
 
 
@@ -188,13 +198,15 @@ def main() -> None:
         ("replayed events", f"{results['replayed']} in {results['seconds']} s"),
         ("online judged (last 2 days)", f"{live['events']:.0f}  (offline test events {off['n_events']})"),
         ("MRR@10 model online/offline", f"{live['mrr_model']:.4f} / {off['mrr@10_model']:.4f}"),
-        ("MRR@10 repeat online/offline", f"{live['mrr_baseline']:.4f} / {off['mrr@10_repeat']:.4f}"),
+        (f"MRR@10 {results['baseline']} online/offline", f"{live['mrr_baseline']:.4f} / {off['mrr@10_baseline']:.4f}"),
         ("Recall@10 model online/offline", f"{live['recall_model']:.4f} / {off['recall@10_model']:.4f}"),
-        ("Recall@10 repeat online/offline", f"{live['recall_baseline']:.4f} / {off['recall@10_repeat']:.4f}"),
+        (f"Recall@10 {results['baseline']} online/offline",
+         f"{live['recall_baseline']:.4f} / {off['recall@10_baseline']:.4f}"),
+        ("max |online - offline|", f"{results['max_gap']:.4f}"),
         ("intent ECE / Brier online", f"{live.get('intent_ece', float('nan')):.4f} / "
                                       f"{live.get('intent_brier', float('nan')):.4f}"),
-        ("evaluator µs/record (wall, cpu)", "{wall:.1f}, {cpu:.1f} over {records}".format(
-            **results["evaluator_us_per_record"])),
+        ("evaluator µs/record (wall, cpu)", "{wall:.1f}, {cpu:.1f} over {records}; repeat only {wall_repeat_only:.1f},"
+                                            " {cpu_repeat_only:.1f}".format(**results["evaluator_us_per_record"])),
         ("published predictions by version", str(results["published_by_version"])),
     ]  # fmt: skip
     if args.shadow:

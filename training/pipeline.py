@@ -34,6 +34,7 @@ from training.evaluate import evaluate
 from training.export import export_to_registry
 from training.hyperparams import DEFAULTS
 from training.intent import calibrate_intent, judge_intent
+from training.live_baseline import save_live_baseline
 from training.metrics import mrr_at_k, per_category
 from training.model import DemandLSTM, ModelConfig
 from training.priors import SparsePrior, counted_transitions
@@ -289,6 +290,7 @@ def _run_stages(options: TrainOptions) -> TrainOutcome | None:
                          "baselines": {**baselines.fitted.params(),
                                        "popular": popular_tokens(baselines.fitted.popularity, encoded.targets)}}},
         )  # fmt: skip
+    save_live_baseline(options.registry, version, baselines.fitted, encoded.targets)  # the live "baseline"
     with clock.stage("gate"):
         decision = gate_stage(options, registry, version, loaded, encoded, metrics)
     n_train = int(np.sum(encoded.data.period == TRAIN))

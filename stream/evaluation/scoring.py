@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from stream.contracts import Event, Prediction
+from stream.evaluation.blend import BlendBaseline
 
 INTENT_HORIZON = 10
 # Per-user buffers. Live, a prediction trails its event by one micro-batch and a handful of entries
@@ -86,6 +87,8 @@ class _User:
     events: deque[tuple[str, int, str | None, str]] = field(default_factory=lambda: deque(maxlen=_RECENT_EVENTS))
     # decayed repeat scores, all referred to ``ref_ts`` (rescaling them all keeps their order)
     repeat: dict[str, float] = field(default_factory=dict)
+    long_repeat: dict[str, float] = field(default_factory=dict)  # the blend's multi-day half-life
+    last: str | None = None  # the last in-vocabulary category (the blend's Markov step)
     ref_ts: int = 0
     baseline_topk: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)  # event id -> ranking
     # event id -> its predictions (one per version: serving, shadows) still waiting for the next event
@@ -104,6 +107,17 @@ def _rank(ranking: list[str], target: str | None, k: int) -> int:
     return 0
 
 
+def _decay_add(scores: dict[str, float], age_ms: int, half_life_h: float, category: str, weight: float) -> None:
+    """Decay every score by ``age_ms`` (all stay referred to the latest event) and add one event."""
+    if scores and age_ms:
+        decay = math.pow(2.0, -age_ms / (half_life_h * 3_600_000.0))
+        if decay < 1e-200:  # long idle: restart the scale instead of underflowing to zero
+            decay = 0.0
+        for key in scores:
+            scores[key] *= decay
+    scores[category] = scores.get(category, 0.0) + weight
+
+
 def _bounded_put(store: OrderedDict[str, object], key: str, value: object) -> None:  # type: ignore[type-arg]
     store[key] = value
     while len(store) > _PENDING:
@@ -113,8 +127,13 @@ def _bounded_put(store: OrderedDict[str, object], key: str, value: object) -> No
 class OnlineScorer:
     """Pairs predictions with the next event of their user; returns what each call judged."""
 
-    def __init__(self, baseline: RepeatBaseline, *, k: int = 10, max_users: int = 200_000) -> None:
+    def __init__(
+        self, baseline: RepeatBaseline, *, k: int = 10, max_users: int = 200_000, blend: BlendBaseline | None = None
+    ) -> None:
         self.baseline = baseline
+        # With the training run's fitted blend the live baseline is the blend (the best offline
+        # baseline), built on the same repeat scores; without it, the repeat baseline.
+        self.blend = blend
         self.k = k
         self.max_users = max_users
         self.users: OrderedDict[str, _User] = OrderedDict()
@@ -199,19 +218,17 @@ class OnlineScorer:
         return done
 
     def _add_repeat(self, user: _User, event: Event) -> None:
-        half_life_ms = self.baseline.half_life_h * 3_600_000.0
-        if user.repeat and event.ts != user.ref_ts:
-            decay = math.pow(2.0, -(event.ts - user.ref_ts) / half_life_ms)
-            if decay < 1e-200:  # long idle: restart the scale instead of underflowing to zero
-                decay = 0.0
-            for category in user.repeat:
-                user.repeat[category] *= decay
+        category, weight = str(event.category_id), self.baseline.weight(event.type)
+        _decay_add(user.repeat, event.ts - user.ref_ts, self.baseline.half_life_h, category, weight)
+        if self.blend is not None:
+            _decay_add(user.long_repeat, event.ts - user.ref_ts, self.blend.long_half_life_h, category, weight)
+            user.last = category
         user.ref_ts = event.ts
-        category = str(event.category_id)
-        user.repeat[category] = user.repeat.get(category, 0.0) + self.baseline.weight(event.type)
 
     def _baseline_ranking(self, user: _User) -> list[str]:
         """The user's categories by decayed score (ties: more popular first), then popular ones."""
+        if self.blend is not None:
+            return self.blend.rank(user.repeat, user.long_repeat, user.last, self.k)
         if self.baseline.popular:
             share, total = self.baseline.popular, sum(user.repeat.values()) or 1.0
             candidates = set(user.repeat).union(list(share)[: self.k])

@@ -19,6 +19,7 @@ import msgspec
 
 from stream.config import Settings
 from stream.contracts import Event, EventDecoder, Prediction
+from stream.evaluation.blend import BlendBaseline, baseline_path
 from stream.evaluation.scoring import IntentOutcome, Judged, OnlineScorer, RepeatBaseline
 from stream.evaluation.shadow import ShadowRunner, in_sample
 from stream.evaluation.windows import OnlineMetrics
@@ -49,12 +50,37 @@ def serving_baseline(settings: Settings) -> RepeatBaseline:
     )
 
 
+def serving_blend(settings: Settings) -> BlendBaseline | None:
+    """The serving version's fitted blend baseline (saved by the trainer), or ``None`` (an older
+    version, or none serving): then the live baseline is ``repeat``."""
+    registry = ModelRegistry(settings.model_registry)
+    try:
+        current = registry.current_version()
+    except RegistryError:
+        return None
+    path = baseline_path(settings.model_registry, current) if current else None
+    if path is None or not path.is_file():
+        log.warning("no fitted blend baseline for %s; the live baseline is repeat", current)
+        return None
+    try:
+        return BlendBaseline.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("cannot read the blend baseline %s (%s); the live baseline is repeat", path, exc)
+        return None
+
+
 class Evaluator:
     """Feeds both topics into an :class:`OnlineScorer` and its judgements into :class:`OnlineMetrics`."""
 
-    def __init__(self, settings: Settings, baseline: RepeatBaseline | None = None) -> None:
+    def __init__(
+        self, settings: Settings, baseline: RepeatBaseline | None = None, blend: BlendBaseline | None = None
+    ) -> None:
+        """Without ``baseline``: the serving version's repeat parameters and, when the trainer saved
+        it, its blend (the live baseline is then the blend)."""
         self.settings = settings
-        self.scorer = OnlineScorer(baseline or serving_baseline(settings), k=EVAL_K)
+        if baseline is None:
+            baseline, blend = serving_baseline(settings), blend or serving_blend(settings)
+        self.scorer = OnlineScorer(baseline, k=EVAL_K, blend=blend)
         self.metrics = OnlineMetrics(settings.evaluation_window_s * 1000, k=EVAL_K)
         self.decoder = EventDecoder(min_ts_ms=settings.min_event_ts_ms, max_bytes=settings.max_event_bytes)
         self._predictions = msgspec.json.Decoder(Prediction)
