@@ -8,6 +8,7 @@ into one ``Error:`` line, or shows its traceback under ``demandstream --debug``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,19 +40,39 @@ def models() -> None:
 @models.command("list")
 @_registry_option
 def list_versions(registry: Path | None) -> None:
-    """Versions, oldest first; the serving one is marked with '*'."""
+    """Versions, oldest first; the serving one is marked '*', shadows 's'; with each its test
+    MRR@10 and its intent verdict (calibrated or not, AUC against the best simple rule)."""
     reg = _open(registry)
     current = reg.current_version()
     versions = reg.versions()
     if not versions:
         raise RegistryError(f"the model registry {reg.root} holds no models yet: {how_to_get_a_model(reg.root)}")
+    shadows = set(reg.shadow_versions())
     for version in versions:
         try:
-            test = reg.manifest(version).metrics.get("test", {}).get("lstm", {})
+            metrics = reg.manifest(version).metrics
+            test = metrics.get("test", {}).get("lstm", {})
             detail = f"MRR@10 {test.get('mrr@10', float('nan')):.4f}" if test else ""
+            detail = "  ".join(d for d in (detail, intent_verdict(metrics.get("intent", {}))) if d)
         except RegistryError as exc:
             detail = f"unreadable: {exc}"
-        click.echo(f"{'*' if version == current else ' '} {version}  {detail}")
+        mark = "*" if version == current else ("s" if version in shadows else " ")
+        click.echo(f"{mark} {version}  {detail}")
+
+
+def intent_verdict(intent: dict[str, Any]) -> str:
+    """One phrase from the training run's intent report: calibrated or not (the contract's
+    promise), and whether it ranks buyers better than the best simple rule."""
+    own = intent.get("methods", {}).get("lstm")
+    if not own:
+        return ""
+    best = intent.get("best_baseline")
+    calibrated = "calibrated" if intent.get("model_calibrated") else "NOT calibrated"
+    text = f"intent {calibrated} (ECE {own['ece']:.3f}), AUC {own['roc_auc']:.3f}"
+    if best:
+        rival = intent["methods"][best]["roc_auc"]
+        text += f" {'>' if intent.get('model_beats_best_baseline') else '<='} {best} {rival:.3f}"
+    return text
 
 
 @models.command()

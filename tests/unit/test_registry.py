@@ -352,3 +352,21 @@ def test_feature_spec_round_trips_through_the_manifest(reg: ModelRegistry) -> No
     manifest = reg.manifest("w20")
     assert manifest.feature_spec == FeatureSpec(window=20, text_tokens=3, text_buckets=256)
     assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+def test_models_list_marks_shadows_and_says_whether_intent_is_calibrated(
+    reg: ModelRegistry, runner: CliRunner
+) -> None:
+    from tools.models_cli import intent_verdict
+
+    reg.promote("v1")
+    reg.set_shadow("v2")
+    listed = runner.invoke(main, ["models", "list", "--registry", str(reg.root)]).stdout.splitlines()
+    assert [line.strip() for line in listed] == ["* v1", "s v2", "w20"]
+    methods = {"lstm": {"ece": 0.031, "roc_auc": 0.58}, "count_logistic": {"ece": 0.017, "roc_auc": 0.713}}
+    report = {"methods": methods, "best_baseline": "count_logistic", "model_beats_best_baseline": False,
+              "model_calibrated": False}  # fmt: skip
+    assert intent_verdict(report) == "intent NOT calibrated (ECE 0.031), AUC 0.580 <= count_logistic 0.713"
+    report |= {"model_beats_best_baseline": True, "model_calibrated": True}
+    assert intent_verdict(report).startswith("intent calibrated (ECE 0.031), AUC 0.580 > count_logistic")
+    assert intent_verdict({}) == ""
