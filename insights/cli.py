@@ -122,7 +122,9 @@ def serve(
         corpus = corpus_from_csv(reviews, categories or None)
         offline = {c: corpus.pain_points(c) for c in corpus.categories}
     loaded = Names.load(names) if names else Names()
-    app = create_app(InsightsStore(get_settings()), refresh_s, window, offline_pain_points=offline, names=loaded)
+    settings = get_settings()
+    app = create_app(InsightsStore(settings), refresh_s, window, offline_pain_points=offline, names=loaded,
+                     registry=settings.model_registry)  # fmt: skip
 
     async def main() -> None:
         stop = asyncio.Event()

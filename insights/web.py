@@ -2,7 +2,8 @@
 
 ``/`` is a static page that polls ``/api/snapshot`` every ``refresh_s`` seconds and redraws;
 ``/api/demand``, ``/api/rising``, ``/api/unmet`` and ``/api/painpoints`` serve the parts and
-``/charts/demand.svg`` the demand-over-time chart (matplotlib, see :mod:`insights.charts`).
+``/charts/demand.svg`` the demand-over-time chart (matplotlib, see :mod:`insights.charts`),
+``/api/online`` the "Model vs baseline, live" panel (the evaluator's numbers, :mod:`insights.online`).
 Categories are shown by the names of the ``names`` file, ids as a secondary column.
 Each request reads Redis (one pipelined window read), so the page shows the stream as it is.
 """
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import time
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +23,7 @@ from aiohttp import web
 from insights import charts
 from insights.findings import Findings, live_findings
 from insights.names import Names
+from insights.online import online_panel
 from insights.painpoints import PainPoint
 from insights.store import InsightsStore
 
@@ -30,6 +33,7 @@ STORE_KEY = web.AppKey("store", InsightsStore)
 CONFIG_KEY = web.AppKey("config", dict[str, Any])
 OFFLINE_KEY = web.AppKey("offline_pain_points", dict[str, list[PainPoint]])
 NAMES_KEY = web.AppKey("names", Names)
+REGISTRY_KEY = web.AppKey("registry", Path)
 
 
 async def _findings(app: web.Application) -> Findings:
@@ -76,6 +80,13 @@ async def part(request: web.Request) -> web.Response:
     return _json(parts[name])
 
 
+async def online(request: web.Request) -> web.Response:
+    """Model vs baseline, live: read from the registry the evaluator writes (a small file)."""
+    if REGISTRY_KEY not in request.app:
+        raise web.HTTPNotFound(text="no model registry configured for the online metrics")
+    return _json(await asyncio.to_thread(online_panel, request.app[REGISTRY_KEY]))
+
+
 async def demand_chart(request: web.Request) -> web.Response:
     findings = await _findings(request.app)
     if not findings.demand or not findings.buckets:
@@ -103,6 +114,7 @@ def create_app(
     recent: int = 1,
     offline_pain_points: dict[str, list[PainPoint]] | None = None,
     names: Names | None = None,
+    registry: Path | None = None,
 ) -> web.Application:
     """The dashboard application (no server is started here)."""
     app = web.Application()
@@ -110,10 +122,13 @@ def create_app(
     app[CONFIG_KEY] = {"refresh_s": refresh_s, "window": window, "recent": recent}
     app[OFFLINE_KEY] = offline_pain_points or {}
     app[NAMES_KEY] = names or Names()
+    if registry is not None:
+        app[REGISTRY_KEY] = registry
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/snapshot", snapshot)
     app.router.add_get("/charts/demand.svg", demand_chart)
+    app.router.add_get("/api/online", online)
     app.router.add_get("/api/{part}", part)
     return app
 

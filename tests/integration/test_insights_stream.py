@@ -311,6 +311,46 @@ async def test_dashboard_shows_the_running_stream_and_updates(settings: Settings
         await running.close()
 
 
+async def test_dashboard_shows_model_vs_baseline_live(settings: Settings, tmp_path: Path, browser: Any) -> None:
+    """The evaluator's numbers (the registry's live.json) in the "Model vs baseline, live" panel:
+    the serving model against the baseline named after what the evaluator computes, a shadow
+    beside the serving model on the same sampled users."""
+    from support.models import publish_model
+
+    from stream.registry import ModelRegistry
+
+    registry = tmp_path / "models"
+    publish_model(registry, "serving")
+    publish_model(registry, "nightly", promote=False)
+    reg = ModelRegistry(registry)
+    reg.set_shadow("nightly")
+    row = {"events": 5000.0, "mrr_model": 0.5229, "mrr_baseline": 0.5157, "recall_model": 0.7268,
+           "recall_baseline": 0.7238, "intent_ece": 0.012}  # fmt: skip
+    reg.write_live_metrics({"serving": row, "nightly": {**row, "events": 400.0, "mrr_model": 0.4623},
+                            "serving@sample": {**row, "events": 400.0, "mrr_model": 0.5308}})  # fmt: skip
+    app = create_app(InsightsStore(settings), refresh_s=0.5, window=4, names=NAMES, registry=registry)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        await asyncio.to_thread(browser.get, f"http://{host}:{port}/")
+        await _wait_page(browser, "online", "0.5229")
+        text = await _page_text(browser, "online")
+        assert "MRR@10 repeat" in text  # no fitted blend saved for this version: the evaluator ranks repeat
+        lines = text.splitlines()
+        serving = next(line for line in lines if line.startswith("serving serving"))
+        assert "5000" in serving and "0.5157" in serving and "beats the repeat baseline by 0.007" in serving
+        assert any(line.startswith("nightly shadow 400 0.4623") for line in lines), lines
+        assert any("shadow's users" in line and "0.5308" in line for line in lines), lines
+        (registry / "baselines").mkdir()
+        (registry / "baselines" / "serving.npz").write_bytes(b"")  # the trainer saved a blend
+        await _wait_page(browser, "online", "MRR@10 blend")
+    finally:
+        await runner.cleanup()
+
+
 def test_report_renders_names_charts_and_chinese(tmp_path: Path, browser: Any) -> None:
     """The offline report in a real browser: names (not ids), SVG series charts, CJK glyphs."""
     from selenium.webdriver.common.by import By
