@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zipfile
 from dataclasses import replace
 from typing import Any
 
@@ -64,7 +65,7 @@ def serving_blend(settings: Settings) -> BlendBaseline | None:
         return None
     try:
         return BlendBaseline.load(path)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         log.warning("cannot read the blend baseline %s (%s); the live baseline is repeat", path, exc)
         return None
 

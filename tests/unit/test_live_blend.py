@@ -63,3 +63,25 @@ def test_without_a_history_the_blend_ranks_by_popularity(tmp_path: Path) -> None
     blend = BlendBaseline.load(baseline_path(tmp_path, "v"))
     expected = [vocab.token(int(i)) for i in np.argsort(-fitted.popularity, kind="stable")[:5]]
     assert blend.rank({}, {}, None, 5) == expected
+
+
+def test_the_evaluator_uses_the_serving_versions_blend_when_the_trainer_saved_it(tmp_path: Path) -> None:
+    from support.models import publish_model
+
+    from stream.config import Settings
+    from stream.evaluation.service import Evaluator, serving_blend
+
+    root = tmp_path / "models"
+    publish_model(root, "v1")
+    settings = Settings(_env_file=None, model_registry=root, evaluation_port=0)  # type: ignore[call-arg]
+    assert serving_blend(settings) is None and Evaluator(settings).scorer.blend is None  # repeat, then
+    sequences = [UserSequence(h[0].user_id, h) for h in generated_histories(users=20, seed=1)]
+    split = TimeSplit.from_fractions(
+        min(s.events[0].ts for s in sequences), max(s.events[-1].ts for s in sequences), 0.6, 0.8
+    )
+    vocab = Vocabulary.build(training_tokens(sequences, split, "category"))
+    save_live_baseline(root, "v1", fit_baselines(encode_sequences(sequences, vocab, split), tune=False), vocab)
+    blend = Evaluator(settings).scorer.blend
+    assert blend is not None and blend.tokens[2:] == list(vocab.tokens)
+    baseline_path(root, "v1").write_bytes(b"not an npz")
+    assert serving_blend(settings) is None  # unreadable: logged, and the evaluator falls back to repeat
