@@ -251,3 +251,13 @@ def test_promote_shadow_exit_codes_wait_refuse_then_promote(trained: Trained, re
     code, output = promote_shadow()
     assert code == 0 and "serving nightly" in output
     assert registry.current_version() == "nightly" and registry.shadow_versions() == []
+
+
+def test_promote_shadow_keep_leaves_the_mark(trained: Trained, registry: ModelRegistry) -> None:
+    publish(registry, trained, "kept")
+    registry.set_shadow("kept")
+    row = {"events": 500.0, "mrr_model": 0.50, "recall_model": 0.70}
+    registry.write_live_metrics({"good@sample": row, "kept": row})  # a tie holds
+    result = CliRunner().invoke(main, ["models", "promote-shadow", "--registry", str(registry.root), "--keep",
+                                       "--min-live-events", "100"])  # fmt: skip
+    assert result.exit_code == 0 and registry.current_version() == "kept" and registry.shadow_versions() == ["kept"]
