@@ -25,6 +25,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import HIDDEN, Services, export_model, make_topics, payloads, services, shopper_events, write_results
+from bench.live_probes import GcPauses, LoopLag
 from stream.config import Settings
 from stream.contracts import Event, Prediction
 from stream.worker import Worker
@@ -171,8 +172,10 @@ def _latency_summary(rate: float, latencies_ms: list[int]) -> dict[str, float]:
             "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max())}  # fmt: skip
 
 
-async def latency(svc: Services, settings: Settings, rate: float, seconds: float, users: int) -> dict[str, float]:
-    """End-to-end (event ts -> predicted_at) at a fixed input rate, produced from another process."""
+async def latency(svc: Services, settings: Settings, rate: float, seconds: float, users: int) -> dict[str, Any]:
+    """End-to-end at a fixed input rate, produced from another process: event ts -> ``predicted_at``
+    and event ts -> the prediction record's Kafka timestamp (set when its batch is built for the
+    broker), with per-stage ms per batch, the event loop's lag and the GC pauses during the run."""
     worker = Worker(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -180,19 +183,28 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
     total = int(rate * seconds)
-    producer = start_producer(svc.bootstrap, settings.topic_events, rate, total, users)
-    while producer.is_alive():
-        await asyncio.sleep(0.05)
-    if producer.exitcode != 0:
-        raise RuntimeError(f"the latency producer failed (exit code {producer.exitcode})")
-    while worker.records_done < total:
-        await asyncio.sleep(0.05)
+    stages0 = {s: worker.metrics.stage_total(s) for s in STAGES}
+    batches0 = _batches(worker)
+    lag = LoopLag()
+    lag.start()
+    with GcPauses() as gc_pauses:
+        producer = start_producer(svc.bootstrap, settings.topic_events, rate, total, users)
+        while producer.is_alive():
+            await asyncio.sleep(0.05)
+        if producer.exitcode != 0:
+            raise RuntimeError(f"the latency producer failed (exit code {producer.exitcode})")
+        while worker.records_done < total:
+            await asyncio.sleep(0.05)
+    loop_lag = await lag.stop()
+    batches = max(_batches(worker) - batches0, 1.0)
+    stage_ms = {s: 1e3 * (worker.metrics.stage_total(s) - stages0[s]) / batches for s in STAGES}
     stop.set()
     await task
     consumer = AIOKafkaConsumer(bootstrap_servers=svc.bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     consumer.assign([TopicPartition(settings.topic_predictions, p) for p in range(PARTITIONS)])
     lat: list[int] = []
+    to_record: list[int] = []
     while len(lat) < total:
         batch = await consumer.getmany(timeout_ms=500)
         if not batch:
@@ -201,9 +213,20 @@ async def latency(svc: Services, settings: Settings, rate: float, seconds: float
             for r in records:
                 p = msgspec.json.decode(r.value, type=Prediction)
                 lat.append(p.predicted_at - p.event_ts)
+                to_record.append(r.timestamp - p.event_ts)
     await consumer.stop()
-    batches = float(worker.metrics.registry.get_sample_value("demandstream_worker_batch_size_count") or 1.0)
-    return {**_latency_summary(rate, lat), "mean_batch": total / batches}
+    return {
+        **_latency_summary(rate, lat),
+        "record_ts": _latency_summary(rate, to_record),
+        "mean_batch": total / batches,
+        "stage_ms_per_batch": stage_ms,
+        "loop_lag": loop_lag,
+        "gc": gc_pauses.summary(),
+    }
+
+
+def _batches(worker: Worker) -> float:
+    return float(worker.metrics.registry.get_sample_value("demandstream_worker_batch_size_count") or 0.0)
 
 
 async def broker_latency(
@@ -304,6 +327,24 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         ("ONNX calls per batch b / b' / c", " / ".join(f"{p['model_calls'] / p['batches']:.1f}" for p in parts)),
         ("model cost c / b'", f"{model_ratio:.1f}x"),
         (f"e2e at {lat['rate_per_s']:,.0f} ev/s", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"),
+        (
+            "  same, to the prediction record's timestamp",
+            f"p50 {lat['record_ts']['p50_ms']:.1f} ms, p99 {lat['record_ts']['p99_ms']:.1f} ms",
+        ),
+        (
+            "  ms per batch by stage",
+            ", ".join(f"{k} {v:.2f}" for k, v in lat["stage_ms_per_batch"].items())
+            + f" (mean batch {lat['mean_batch']:.1f})",
+        ),
+        (
+            "  event-loop lag",
+            f"p50 {lat['loop_lag']['p50_ms']:.1f} ms, p99 {lat['loop_lag']['p99_ms']:.1f} ms, "
+            f"max {lat['loop_lag']['max_ms']:.1f} ms",
+        ),
+        (
+            "  GC pauses gen0/1/2 (count, max ms)",
+            " / ".join(f"{int(g['count'])}, {g['max_ms']:.1f}" for g in lat["gc"].values()),
+        ),
         ("  mean batch at that rate", f"{lat['mean_batch']:.1f} events"),
         (
             f"(e0) broker alone at the half rate, fetch wait {wait_ms} ms",

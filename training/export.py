@@ -32,10 +32,15 @@ PARITY_TOLERANCE = 1e-4
 LENGTHS = "lengths"  # the input the export adds (see _add_sequence_lengths)
 
 
-def export_onnx(model: DemandLSTM, path: Path, top_k: int) -> None:
-    """Write the serving graph with dynamic user, step and event axes."""
+def export_onnx(model: DemandLSTM, path: Path, top_k: int, candidates: bool | None = None) -> None:
+    """Write the serving graph with dynamic user, step and event axes.
+
+    ``candidates``: score only the experts' candidates (``training/candidates.py``) instead of a
+    dense vocabulary vector; ``None`` chooses by vocabulary size. Both graphs have the same inputs
+    and outputs, so the worker serves either.
+    """
     spec, hidden = model.spec, model.config.hidden
-    graph = IncrementalStep(model, top_k).eval()
+    graph = IncrementalStep(model, top_k, candidates).eval()
     users, steps, events = 2, 3, 4
     example = (
         torch.zeros((users, steps, spec.step_width), dtype=torch.int64),
@@ -126,9 +131,11 @@ def build_version(
     parity_histories: Sequence[Sequence[Event]],
     extra: dict[str, Any],
     staging: Path,
+    candidates: bool | None = None,
 ) -> Manifest:
-    """Write model.onnx, vocabularies and manifest into ``staging``; fail unless parity holds."""
-    export_onnx(model, staging / MODEL_FILE, top_k)
+    """Write model.onnx, vocabularies and manifest into ``staging``; fail unless parity holds
+    (``candidates``: see :func:`export_onnx`)."""
+    export_onnx(model, staging / MODEL_FILE, top_k, candidates)
     categories.save(staging / CATEGORY_VOCAB)
     items.save(staging / ITEM_VOCAB)
     spec, hidden = model.spec, model.config.hidden

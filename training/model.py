@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from stream.features import FeatureSpec, StaticColumn
 from stream.features.encode import N_TYPES, TYPE_INDEX
+from training.candidates import CANDIDATE_MIN_TARGETS, sparse_top_k
 from training.hyperparams import DEFAULTS
 from training.priors import SparsePrior
 
@@ -294,6 +295,29 @@ class DemandLSTM(nn.Module):
         probs = base.scatter_add(-1, torch.cat(index, dim=-1), torch.cat(values, dim=-1))
         return probs, torch.sigmoid(self.intent(h).squeeze(-1))
 
+    def top_candidates(
+        self, h: Tensor, win_cat: Tensor, win_type: Tensor, win_age: Tensor, top_k: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Top-k of :meth:`scores` (scores, indices) and intent for ``(N, H)`` states, scoring only
+        the ``W + 3m`` entries the experts can give (``training/candidates.py``); no learned generator."""
+        if self.generator is not None:
+            raise ValueError("a learned generator scores the whole vocabulary; use the dense scores")
+        w, attention = self._mixture(h, win_cat, win_type, win_age)
+        newest, other = self._rows(win_cat)
+        n, m = h.shape[0], self.pop_idx.shape[-1]
+        index = torch.cat([win_cat, self.prior_idx[newest], self.prior_idx[other], self.pop_idx.expand(n, m)], dim=-1)
+        values = torch.cat(
+            [
+                attention,
+                w[:, 2:3] * self.prior_val[newest],
+                w[:, 4:5] * self.prior_val[other],
+                w[:, 3:4] * self.pop_val.expand(n, m),
+            ],
+            dim=-1,
+        )
+        top, indices = sparse_top_k(index, values, top_k)
+        return top, indices, torch.sigmoid(self.intent(h).squeeze(-1))
+
     def target_log_prob(
         self,
         h: Tensor,
@@ -369,9 +393,17 @@ class IncrementalStep(nn.Module):
     whatever the number of events per user.
     """
 
-    def __init__(self, model: DemandLSTM, top_k: int) -> None:
+    def __init__(self, model: DemandLSTM, top_k: int, candidates: bool | None = None) -> None:
         super().__init__()
         self.model, self.top_k = model, top_k
+        n_candidates = model.spec.window + 3 * model.pop_idx.shape[-1]
+        if candidates is None:  # the cheaper graph for the vocabulary size (training/candidates.py)
+            candidates = (
+                model.generator is None and model.config.n_targets >= CANDIDATE_MIN_TARGETS and top_k <= n_candidates
+            )
+        if candidates and top_k > n_candidates:
+            raise ValueError(f"top_k {top_k} exceeds the {n_candidates} candidates the experts give")
+        self.candidates = candidates
 
     def forward(
         self,
@@ -385,6 +417,9 @@ class IncrementalStep(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         out, (h1, c1) = self.model.hidden(steps, (h0, c0))
         picked = out.reshape(-1, out.shape[-1]).index_select(0, positions)
+        if self.candidates:
+            scores, indices, intent = self.model.top_candidates(picked, win_cat, win_type, win_age, self.top_k)
+            return scores, indices, intent, h1, c1
         probs, intent = self.model.scores(picked, win_cat, win_type, win_age)
         scores, indices = torch.topk(probs, self.top_k, dim=-1)
         return scores, indices, intent, h1, c1

@@ -210,8 +210,8 @@ def test_export_fails_when_the_graph_does_not_reproduce_the_model(
     model = copy.deepcopy(trained.model)
     real_export = export_module.export_onnx
 
-    def export_then_drift(m: DemandLSTM, path: Path, top_k: int) -> None:
-        real_export(m, path, top_k)
+    def export_then_drift(m: DemandLSTM, path: Path, top_k: int, candidates: bool | None = None) -> None:
+        real_export(m, path, top_k, candidates)
         with torch.no_grad():  # the torch model moves on after the graph was written
             m.gate.bias.add_(torch.randn_like(m.gate.bias) * 0.5)
             intent_layer = m.intent[0]

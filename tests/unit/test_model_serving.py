@@ -91,3 +91,36 @@ def test_export_with_sparse_priors_passes_parity_and_ships_no_dense_prior(tmp_pa
     assert (v, v) not in shapes, "the dense (V, V) prior must not be in the serving graph"
     assert (v, 4) in shapes, f"the prior's top entries per row are: {shapes}"
     assert any(node.op_type == "ScatterElements" for node in graph.node)
+
+
+def test_candidate_top_k_equals_the_dense_top_k() -> None:
+    """Scoring the experts' candidates only gives the dense distribution's top-k scores, and each
+    returned index carries its dense score."""
+    model = _model(300, top_m=16)
+    inputs = _inputs(128, 300)
+    inputs[1][:4] = 7  # a window of one repeated category: one candidate summed many times
+    with torch.no_grad():
+        model.fuse_for_serving()
+        dense, intent = model.scores(*inputs)
+        top, indices, candidate_intent = model.top_candidates(*inputs, 10)
+        model.unfuse_for_serving()
+    torch.testing.assert_close(top, torch.topk(dense, 10, dim=-1).values, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(dense.gather(-1, indices), top, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(candidate_intent, intent)
+    assert float(top[:, 0].min()) > 0
+
+
+@pytest.mark.parametrize("candidates", [False, True])
+def test_both_graph_kinds_export_with_parity(tmp_path: Path, candidates: bool) -> None:
+    """The candidate graph passes the same export parity as the dense one (raises ExportError if not);
+    the graph kind asked for is the one exported (only the candidate graph numbers runs)."""
+    histories = generated_histories(users=6, seed=2, max_len=30)
+    categories = Vocabulary.build([e.category_id for h in histories for e in h if e.category_id] * 2)
+    items = Vocabulary.build([e.item_id for h in histories for e in h if e.item_id] * 2)
+    model = _model(len(categories), top_m=4)
+    build_version(
+        model, categories, items, version="vkind", top_k=5, parity_histories=histories, extra={},
+        staging=tmp_path, candidates=candidates,
+    )  # fmt: skip
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+    assert ("CumSum" in ops) is candidates

@@ -7,7 +7,7 @@ import numpy as np
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.contracts import CategoryScore, Event, Prediction
-from stream.worker.predictions import PredictionEncoder
+from stream.worker.predictions import PredictionEncoder, round_significant
 from stream.worker.publish import BatchPublisher
 
 
@@ -24,7 +24,7 @@ def test_encoder_matches_struct_path() -> None:
     events = [Event(event_id=f"e{i}", user_id=f"u{i % 3}", ts=1000 + i, type="view") for i in range(n)]
     values = PredictionEncoder("v1", targets).encode(events, categories, scores, intent, history, 123)
     ids = np.asarray(targets, dtype=object)[categories].tolist()
-    clipped = np.clip(scores, 0.0, 1.0).tolist()
+    clipped = round_significant(np.clip(scores, 0.0, 1.0)).tolist()
     for i, value in enumerate(values):
         decoded = msgspec.json.decode(value, type=Prediction)
         expected = Prediction(
@@ -34,10 +34,25 @@ def test_encoder_matches_struct_path() -> None:
             predicted_at=123,
             model_version="v1",
             demand=[CategoryScore(c, s) for c, s in zip(ids[i], clipped[i], strict=True)],
-            purchase_intent=float(np.clip(intent[i], 0, 1)),
+            purchase_intent=float(round_significant(np.clip(intent[i : i + 1], 0, 1))[0]),
             history_len=int(history[i]),
         )
         assert decoded == expected
+
+
+def test_scores_keep_six_significant_digits() -> None:
+    scores = np.asarray([0.0, 1.0, 0.123456789, 1.23456789e-7, 0.5], dtype=np.float64)
+    assert round_significant(scores).tolist() == [0.0, 1.0, 0.123457, 1.23457e-7, 0.5]
+    events = [Event(event_id="e0", user_id="u0", ts=1, type="view")]
+    value = PredictionEncoder("v", ["a", "b"]).encode(
+        events,
+        np.asarray([[0, 1]]),
+        np.asarray([[0.123456789, 2.0]], dtype=np.float32),
+        np.asarray([0.3333333]),
+        np.asarray([4]),
+        1,
+    )[0]
+    assert b'"score":0.123457}' in value and b'"score":1.0}' in value and b'"purchase_intent":0.333333' in value
 
 
 def test_encoder_empty_batch() -> None:
