@@ -49,11 +49,15 @@ log = logging.getLogger(__name__)
 @click.option("--no-promote", is_flag=True, help="Publish the version without promoting it.")
 @click.option("--strict", is_flag=True, help="Fail on the first malformed row instead of skipping it.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--max-bad-rows", type=click.IntRange(min=0), default=1000, show_default=True,
+    help="Stop when more malformed rows than this are skipped (each is logged with file and line).",
+)  # fmt: skip
 def train(
     data: str, data_format: str, target: str, registry: Path | None, out_dir: Path | None,
     split_dates: tuple[str, str] | None, split_fractions: tuple[float, float] | None, epochs: int,
     lr: float, hidden: int, window: int, seed: int, version: str | None, force: bool, no_promote: bool,
-    strict: bool, no_progress: bool,
+    strict: bool, no_progress: bool, max_bad_rows: int,
 ) -> None:  # fmt: skip
     """Train on behaviour data, compare with baselines, export to the registry, gate promotion."""
     import time
@@ -74,7 +78,7 @@ def train(
         data=data, data_format=data_format, registry=registry,  # type: ignore[arg-type]
         out_dir=out_dir, target=target,  # type: ignore[arg-type]
         split_dates=split_dates or None, split_fractions=split_fractions or None, window=window,
-        hidden=hidden, version=version, promote=not no_promote, force=force, strict=strict,
+        hidden=hidden, version=version, promote=not no_promote, force=force, strict=strict, max_bad_rows=max_bad_rows,
         train=TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=not no_progress),
     )  # fmt: skip
     outcome = run_training(options)

@@ -46,6 +46,9 @@ class BadRows:
         self.by_source[error.source] += 1
         if len(self.examples) < self.keep_examples:
             self.examples.append(error)
+        # Every skipped row is named (file and line) up to the limit, so a user can fix them all
+        # in one pass; without a limit only the kept examples are, not a flood.
+        if self.count <= (self.max_bad if self.max_bad is not None else self.keep_examples):
             logger.warning("skipping malformed row: %s", error)
         if self.max_bad is not None and self.count > self.max_bad:
             raise TooManyBadRowsError(f"more than {self.max_bad} malformed rows; last: {error}")
