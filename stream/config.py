@@ -73,11 +73,12 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(256, ge=1, le=65_536, description="Most events per micro-batch.")
     batch_linger_ms: int = Field(20, ge=0, le=10_000, description="Longest wait to fill a micro-batch.")
     max_event_bytes: int = Field(16_384, ge=256, description="Payloads larger than this are invalid (DLQ).")
-    worker_state_cache_users: int = Field(
-        50_000,
+    worker_max_held_users: int = Field(
+        20_000,
         ge=0,
-        description="Users whose latest model state a worker keeps in memory, so Redis need not send it back "
-        "(~2.6 KB each with the default model: 130 MB at the default; 0 = off).",
+        description="Users of its partitions a worker holds in memory between batches (window + model state; "
+        "~27 KB each at full 100-event windows: ~540 MB at the default). Others are loaded from Redis "
+        "when they come back; 0 = load every batch's users from Redis.",
     )
     worker_force_rebuild: bool = Field(
         False, description="Recompute every event's state from its whole window (benchmark baseline; slow)."

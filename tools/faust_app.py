@@ -37,7 +37,7 @@ from stream.features.text import load_segmenter
 from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
 from stream.retry import RetryPolicy
-from stream.store import StoreUnavailable, WindowStore
+from stream.store import OwnedStore, RedisBacking, StoreUnavailable
 from stream.worker.batch import BatchProcessor, ProcessedBatch, SourceRecord, now_ms
 from stream.worker.connectivity import publish_with_retries, stop_within, wait_for_kafka
 from stream.worker.metrics import WorkerMetrics
@@ -157,7 +157,7 @@ class FaustAdapter:
             load_attempts=settings.model_load_attempts,
             redis_window=settings.window_size,
         )
-        self.store = WindowStore(settings)
+        self.store = OwnedStore.from_settings(settings, RedisBacking(settings))
         self.processor = BatchProcessor(
             settings, store=self.store, model=lambda: self.watcher.model, metrics=self.metrics
         )

@@ -19,3 +19,17 @@ class StoreUnavailable(StoreError):
 
 class StoreProtocolError(StoreError):
     """Redis answered, but not as the scripts promise (e.g. a script error or a bad reply)."""
+
+
+class Fenced(StoreError):
+    """This worker's writes for some partitions were refused: another worker owns them now.
+
+    Raised by :meth:`~stream.store.owned.OwnedStore.flush` (and by a load that finds a newer
+    owner's fence). The store has already dropped those partitions' users; the caller must not
+    commit offsets for their records (the new owner replays them).
+    """
+
+    def __init__(self, partitions: frozenset[int], users: int) -> None:
+        super().__init__(f"fenced out of partitions {sorted(partitions)} ({users} users refused)")
+        self.partitions = partitions
+        self.users = users

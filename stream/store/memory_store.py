@@ -2,7 +2,9 @@
 
 It follows append_window.lua and write_states.lua rule for rule (docs/redis-layout.md): dedup
 per event_id, 1-based seqs, count then age trimming, a fresh history dropping an old state,
-compare-and-set states, and one TTL per user renewed by every change. Nothing is persisted.
+compare-and-set states, and one TTL per user renewed by every change (the rules themselves live
+in :class:`~stream.store.user_window.UserWindow`). It is also a :class:`BackingStore` for the
+held-users store, fence epochs included. Nothing is persisted.
 
 >>> import asyncio
 >>> store = MemoryWindowStore(window_size=2, max_age_ms=10_000, ttl_ms=60_000)
@@ -15,24 +17,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from stream.config import Settings
+from stream.store.backing import HeldWrite, LoadedUser, WriteOutcome
+from stream.store.user_window import UserWindow
 from stream.store.window_store import AppendResult, StateWrite, Window, WindowAppend
 
 
-@dataclass(slots=True)
-class _User:
-    seqs: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
-    rows: list[bytes] = field(default_factory=list)
-    ids: dict[str, int] = field(default_factory=dict)  # event_id -> seq, for the events in the window
-    seq: int = 0
-    max_ts: int | None = None
-    state_seq: int | None = None
-    state: bytes | None = None
-    expires_at: float = 0.0
+def copy_window(window: UserWindow) -> UserWindow:
+    """A copy that shares no list or dict with ``window``."""
+    return UserWindow(
+        list(window.seqs),
+        list(window.ts),
+        list(window.event_ids),
+        list(window.rows),
+        dict(window.ids),
+        window.seq,
+        window.max_ts,
+        window.state_seq,
+        window.state,
+        window.expires_at,
+    )
 
 
 class MemoryWindowStore:
@@ -45,7 +50,9 @@ class MemoryWindowStore:
         self.max_age_ms = max_age_ms
         self.ttl_ms = ttl_ms
         self._clock = clock
-        self._users: dict[str, _User] = {}
+        self._users: dict[str, UserWindow] = {}
+        self._fences: dict[str, int] = {}  # user -> the epoch of its latest claim
+        self._epoch = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryWindowStore:
@@ -55,10 +62,11 @@ class MemoryWindowStore:
             ttl_ms=settings.user_ttl_s * 1000,
         )
 
-    def _live(self, user_key: str) -> _User | None:
+    def _live(self, user_key: str) -> UserWindow | None:
         user = self._users.get(user_key)
         if user is not None and user.expires_at <= self._clock():
             del self._users[user_key]  # expired: as if Redis had dropped every key
+            self._fences.pop(user_key, None)
             return None
         return user
 
@@ -72,51 +80,24 @@ class MemoryWindowStore:
         for item in items:
             user = self._live(item.user_key)
             if user is None:  # a fresh history: nothing of an earlier one survives
-                user = self._users[item.user_key] = _User(expires_at=self._clock() + self.ttl_ms / 1000)
+                user = self._users[item.user_key] = UserWindow(expires_at=self._clock() + self.ttl_ms / 1000)
             if item.user_key not in seen:
                 holds = user.state_seq is not None and held.get(item.user_key) == user.state_seq
                 seen[item.user_key] = None if holds else user.state
-            known = user.ids.get(item.event_id)
-            if known is not None:  # a replay: change nothing, report the event as it stands
-                at = user.seqs.index(known)
-                prev_ts = user.ts[at - 1] if at > 0 else None
-                results.append(AppendResult(False, known, len(user.seqs), prev_ts, user.state_seq, seen[item.user_key]))
-                continue
-            prev_ts = user.ts[-1] if user.ts else None
-            user.seq += 1
-            user.max_ts = item.ts_ms if user.max_ts is None else max(user.max_ts, item.ts_ms)
-            user.seqs.append(user.seq)
-            user.ts.append(item.ts_ms)
-            user.event_ids.append(item.event_id)
-            user.rows.append(item.row)
-            user.ids[item.event_id] = user.seq
-            while len(user.seqs) > self.window_size:
-                self._pop_oldest(user)
-            cutoff = user.max_ts - self.max_age_ms
-            while len(user.seqs) > 1 and user.ts[0] < cutoff:
-                self._pop_oldest(user)
-            dirty.add(item.user_key)
-            results.append(AppendResult(True, user.seq, len(user.seqs), prev_ts, user.state_seq, seen[item.user_key]))
+            applied, seq, prev_ts = user.append(item, window_size=self.window_size, max_age_ms=self.max_age_ms)
+            if applied:
+                dirty.add(item.user_key)
+            results.append(AppendResult(applied, seq, len(user.seqs), prev_ts, user.state_seq, seen[item.user_key]))
         expires_at = self._clock() + self.ttl_ms / 1000
         for user_key in dirty:
             self._users[user_key].expires_at = expires_at
         return results
 
-    @staticmethod
-    def _pop_oldest(user: _User) -> None:
-        user.seqs.pop(0)
-        user.ts.pop(0)
-        user.rows.pop(0)
-        user.ids.pop(user.event_ids.pop(0), None)
-
     async def write_states(self, writes: Sequence[StateWrite]) -> list[bool]:
         stored: list[bool] = []
         for write in writes:
             user = self._live(write.user_key)
-            ok = user is not None and (user.state_seq is None or user.state_seq < write.seq)
-            if ok and user is not None:
-                user.state_seq, user.state = write.seq, write.blob
-            stored.append(ok)
+            stored.append(user is not None and user.store_state(write.seq, write.blob))
         return stored
 
     async def read_windows(self, user_keys: Sequence[str]) -> dict[str, Window]:
@@ -130,7 +111,46 @@ class MemoryWindowStore:
         return windows
 
     async def forget_user(self, user_key: str) -> int:
+        self._fences.pop(user_key, None)
         return 1 if self._users.pop(user_key, None) is not None else 0
+
+    # --- BackingStore: what the held-users store asks of the store behind it -----------------
+
+    async def next_epoch(self) -> int:
+        self._epoch += 1
+        return self._epoch
+
+    async def load_users(self, user_keys: Sequence[str], epoch: int) -> list[LoadedUser]:
+        loaded: list[LoadedUser] = []
+        for user_key in user_keys:
+            if self._fences.get(user_key, 0) > epoch:
+                loaded.append(LoadedUser(user_key, True, UserWindow(), 0))
+                continue
+            user = self._live(user_key)
+            if user is None:  # the claim creates the user (Redis: its meta hash with the fence)
+                user = self._users[user_key] = UserWindow(expires_at=self._clock() + self.ttl_ms / 1000)
+            self._fences[user_key] = epoch
+            ttl_ms = int((user.expires_at - self._clock()) * 1000)
+            loaded.append(LoadedUser(user_key, False, copy_window(user), ttl_ms))
+        return loaded
+
+    async def write_behind(self, writes: Sequence[HeldWrite]) -> list[WriteOutcome]:
+        outcomes: list[WriteOutcome] = []
+        for write in writes:
+            user = self._live(write.user_key)
+            fence = self._fences.get(write.user_key)
+            if user is None or fence is None:
+                outcomes.append(WriteOutcome.GONE)
+            elif fence > write.epoch:
+                outcomes.append(WriteOutcome.FENCED)
+            else:
+                stored = copy_window(write.window)
+                if not write.write_state:
+                    stored.state_seq, stored.state = user.state_seq, user.state
+                stored.expires_at = self._clock() + self.ttl_ms / 1000
+                self._users[write.user_key] = stored
+                outcomes.append(WriteOutcome.WRITTEN)
+        return outcomes
 
     async def ping(self) -> bool:
         return True

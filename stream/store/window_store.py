@@ -48,6 +48,7 @@ class WindowAppend(NamedTuple):
     event_id: str
     ts_ms: int
     row: bytes  # opaque encoded event; the store never interprets it
+    partition: int = 0  # source partition: the held-users store drops a partition's users with it
 
 
 class AppendResult(NamedTuple):
@@ -84,6 +85,7 @@ class StateWrite(NamedTuple):
     user_key: str
     seq: int
     blob: bytes
+    decoded: Any = None  # the caller's decoded form; a store that holds states keeps it (held_states)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,13 @@ The service shell (``service.py``) publishes, then commits the batch's offsets; 
 other stream engines drive the same three calls:
 
 1. ``batch = await processor.process(records)``
-2. ``await processor.persist(batch)`` -- before the batch's offsets are committed
+2. ``await processor.persist(batch)`` -- the write-behind, before the batch's offsets are committed
 3. publish ``batch.records``, then commit.
 
-Both calls are idempotent per event_id, so a batch retried after :class:`StoreUnavailable`
-(or replayed after a crash) changes nothing twice.
+The store holds the users of the owned partitions in process (``stream.store.owned``); both
+calls are idempotent per event_id, so a batch retried after :class:`StoreUnavailable` (or
+replayed after a crash) changes nothing twice. ``persist`` raises :class:`~stream.store.Fenced`
+when another worker owns some of the batch's partitions now: nothing of those may be committed.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from stream.worker.exceptions import NoModelError
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.predictions import PredictionEncoder
 from stream.worker.pseudonym import Pseudonymizer
-from stream.worker.state_cache import StateCache
 from stream.worker.state_codec import ModelState
 from stream.worker.stepper import BatchOutput, StepInput, plan_batch, run_batch
 from stream.worker.untrusted import Rejection, StateLimits, logged_key
@@ -104,21 +105,27 @@ class BatchProcessor:
             min_ts_ms=settings.min_event_ts_ms,
         )
         self.pseudonymize = pseudonymize or Pseudonymizer.from_settings(settings)
-        self.state_cache = StateCache(settings.worker_state_cache_users)
         self.vocab_watch = VocabularyWatch(metrics)
         self._prediction_encoder: PredictionEncoder | None = None  # of the serving model
 
     async def partitions_assigned(self, partitions: Collection[tuple[str, int]]) -> None:
         """Called after the consumer group assigned ``(topic, partition)`` pairs to this worker."""
-        self.state_cache.clear("partitions assigned")
+        await self.store.assign({partition for _, partition in partitions})
 
     async def partitions_revoked(self, partitions: Collection[tuple[str, int]]) -> None:
         """Called once the batches of revoked partitions are committed, before they move."""
-        # Another worker may write these users' states now: only the store knows them for sure.
-        self.state_cache.clear("partitions revoked")
+        # Another worker may change these users from now on: only Redis knows them for sure.
+        await self.store.revoke({partition for _, partition in partitions})
 
     async def process(self, records: Sequence[SourceRecord]) -> ProcessedBatch:
         """Decode, append to the windows, run the model; returns what to publish and to persist."""
+        try:
+            return await self._process(records)
+        except BaseException:
+            self.store.abandon()  # the held users it changed are ahead of Redis: load them again
+            raise
+
+    async def _process(self, records: Sequence[SourceRecord]) -> ProcessedBatch:
         settings, metrics = self.settings, self.metrics
         model = self._model()  # read once: a reload lands between batches
         if model is None:
@@ -144,12 +151,14 @@ class BatchProcessor:
             category_ids.append(decoded.category_id)
             item_ids.append(decoded.item_id)
             rows.append(row)
-            appends.append(WindowAppend(user_key, decoded.event_id, decoded.ts, encode_window_row(row)))
+            appends.append(
+                WindowAppend(user_key, decoded.event_id, decoded.ts, encode_window_row(row), record.partition)
+            )
         self.vocab_watch.observe(category_ids, item_ids, model.categories, model.encoder.items)
         metrics.stage_seconds.labels("decode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
-        held = self.state_cache.known({append.user_key for append in appends})
+        held: dict[str, ModelState] = self.store.held_states({append.user_key for append in appends})
         results = await self.store.append_batch(appends, {user: state.seq for user, state in held.items()})
         items = [StepInput(a.user_key, row, result) for a, row, result in zip(appends, rows, results, strict=True)]
         plan, rebuild_users = plan_batch(
@@ -180,15 +189,23 @@ class BatchProcessor:
         return batch
 
     async def persist(self, batch: ProcessedBatch) -> None:
-        """Write the batch's new states; call before committing the batch's offsets."""
-        if not batch.writes:
-            return
+        """Write the batch's changes behind; call before committing the batch's offsets.
+
+        Raises :class:`~stream.store.Fenced` (the store has dropped the lost partitions' users).
+        """
         started = time.perf_counter()
-        stored = await self.store.write_states(batch.writes)
-        writes = list(zip(batch.writes, batch.new_states, stored, strict=True))
-        self.state_cache.store({write.user_key: state for write, state, ok in writes if ok})
-        self.state_cache.discard(write.user_key for write, _, ok in writes if not ok)
+        # The held states are own copies: the stepper's are rows of whole-batch arrays, and one
+        # held row would keep its batch's arrays alive (idle users would pin gigabytes).
+        pairs = zip(batch.writes, batch.new_states, strict=True)
+        writes = [write._replace(decoded=_own_copy(state)) for write, state in pairs]
+        try:
+            await self.store.write_states(writes)
+            await self.store.flush()
+        except BaseException:
+            self.store.abandon()  # (a no-op after Fenced: flush dropped those users)
+            raise
         self.metrics.stage_seconds.labels("redis").observe(time.perf_counter() - started)
+
 
     def _report_rejected(self, rejected: Sequence[Rejection]) -> None:
         """Count and log stored values the batch could not use (their users were rebuilt)."""
@@ -214,6 +231,12 @@ class BatchProcessor:
         values = encoder.encode(events, output.categories, output.scores, output.intent, output.history_len, now_ms())
         topic = self.settings.topic_predictions
         return [(topic, event.user_id.encode(), value) for event, value in zip(events, values, strict=True)]
+
+
+def _own_copy(state: ModelState) -> ModelState:
+    return state._replace(
+        h=state.h.copy(), c=state.c.copy(), cat=state.cat.copy(), kind=state.kind.copy(), ts=state.ts.copy()
+    )
 
 
 def _dead_letter(record: SourceRecord, invalid: InvalidEvent, now: int) -> bytes:

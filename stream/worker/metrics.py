@@ -72,8 +72,15 @@ class WorkerMetrics:
         )
         self.state_cache_hits = Counter(
             p + "state_cache_hits",
-            "Users of a batch whose stored state the worker held itself, so Redis did not send it.",
+            "Users of a batch whose decoded state the worker held itself (no blob decoded).",
             registry=r,
+        )
+        self.held_users = Gauge(p + "held_users", "Users of the owned partitions held in memory.", registry=r)
+        self.user_loads = Counter(
+            p + "user_loads", "Users loaded from Redis (first sight after an assignment, or evicted).", registry=r
+        )
+        self.fenced = Counter(
+            p + "fenced", "Batches whose write-behind was refused: another worker owns the partition now.", registry=r
         )
         self.model_calls = Counter(p + "model_calls", "ONNX runs.", registry=r)
         self.onnx_seconds = Counter(

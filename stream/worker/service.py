@@ -24,7 +24,7 @@ from stream.features.text import load_segmenter
 from stream.kafka_options import kafka_options
 from stream.registry import LoadedModel, ModelRegistry
 from stream.retry import RetryPolicy
-from stream.store import StoreUnavailable, WindowStore
+from stream.store import Fenced, OwnedStore, RedisBacking, StoreUnavailable
 from stream.worker.batch import BatchProcessor, ProcessedBatch, SourceRecord, now_ms
 from stream.worker.connectivity import publish_with_retries, stop_within, wait_for_kafka, watch_kafka
 from stream.worker.metrics import WorkerMetrics
@@ -60,7 +60,7 @@ class Worker:
             load_attempts=settings.model_load_attempts,
             redis_window=settings.window_size,
         )
-        self.store = WindowStore(settings)
+        self.store = OwnedStore.from_settings(settings, RedisBacking(settings))
         self.processor = BatchProcessor(
             settings, store=self.store, model=lambda: self.watcher.model, metrics=self.metrics
         )
@@ -72,6 +72,7 @@ class Worker:
         self._kafka_ok = False
         self._kafka_outage = False  # set when the probe finds Kafka down, cleared by the rewind after it
         self._redis_ok = False
+        self._loads_seen = 0  # store.loads already counted in the metric
 
     @property
     def model(self) -> LoadedModel | None:
@@ -137,7 +138,7 @@ class Worker:
                 self._wait_in_flight,
                 self.assigned,
                 on_revoked=self.processor.partitions_revoked,
-                on_assigned=self.processor.partitions_assigned,
+                on_assigned=lambda assigned: self._on_assigned(consumer, assigned),
             )
             consumer.subscribe([settings.topic_events], listener=listener)
             self._kafka_ok = self._redis_ok = True
@@ -202,6 +203,12 @@ class Worker:
         except RetryError:
             logger.warning("shutdown during a Redis outage: %d records left uncommitted", len(records))
             return False
+        except Fenced as exc:
+            self._fenced(consumer, batch, exc)
+            return True
+        self.metrics.held_users.set(len(self.store.held))
+        self.metrics.user_loads.inc(self.store.loads - self._loads_seen)
+        self._loads_seen = self.store.loads
         if not await self._drain():
             return False
         self._records_in_flight = len(records)
@@ -209,6 +216,27 @@ class Worker:
             self._publish_and_commit(consumer, publisher, outgoing, next_offsets(batch), len(records), stop)
         )
         return True
+
+    def _fenced(self, consumer: AIOKafkaConsumer, batch: Batch, exc: Fenced) -> None:
+        """Another worker owns some of the batch's partitions: commit and publish nothing of it.
+
+        The store has dropped the lost partitions' users. Those partitions pause until the
+        rebalance that takes them away (their new owner replays the records); the batch's other
+        partitions are re-read from its first records (their events are replays now, which is
+        harmless), since nothing of the batch was published.
+        """
+        self.metrics.fenced.inc()
+        logger.warning("%s: pausing them until the rebalance, re-reading the rest of the batch", exc)
+        for tp, records in batch.items():
+            if tp.partition in exc.partitions:
+                consumer.pause(tp)
+            elif records:
+                consumer.seek(tp, records[0].offset)
+
+    async def _on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        paused = consumer.paused()
+        consumer.resume(*(tp for tp in assigned if tp in paused))  # fenced out before, owned again
+        await self.processor.partitions_assigned(assigned)
 
     async def _drain(self) -> bool:
         """Wait for the batch being published (if any); False if it was abandoned at shutdown."""

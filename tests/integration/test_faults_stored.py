@@ -88,7 +88,7 @@ async def _corrupt(url: str, prefix: str, users: list[str]) -> dict[str, str]:
 async def test_corrupt_stored_data_is_rebuilt_not_a_crash(settings_factory: Any) -> None:
     # No state cache: the worker would keep stepping the states it holds itself (Redis does not
     # send a blob whose seq the worker holds), as a restarted worker could not.
-    settings = settings_factory(batch_max_size=32, batch_linger_ms=0, worker_state_cache_users=0)
+    settings = settings_factory(batch_max_size=32, batch_linger_ms=0, worker_max_held_users=0)
     await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
     histories = generated_histories(users=20, seed=7, max_len=30)
     histories = [h for h in histories if len(h) >= 6][:8]
@@ -139,7 +139,7 @@ async def test_corrupt_stored_data_is_rebuilt_not_a_crash(settings_factory: Any)
 
 async def test_one_corrupt_window_row_is_not_a_poison_pill(settings_factory: Any) -> None:
     """The review's case: one undecodable row in a window that must be read (no usable state)."""
-    settings = settings_factory(batch_max_size=8, batch_linger_ms=0, worker_state_cache_users=0)
+    settings = settings_factory(batch_max_size=8, batch_linger_ms=0, worker_max_held_users=0)
     await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
     history = next(h for h in generated_histories(users=20, seed=7, max_len=30) if len(h) >= 6)
     first, second = history[: len(history) // 2], history[len(history) // 2 :]

@@ -25,6 +25,7 @@ from support.streams import Running, event_payloads, interleaved, produce, worke
 from stream.contracts import DeadLetter, Prediction
 from stream.registry import ModelRegistry
 from stream.store.keys import decode_entry
+from stream.store.redis_backing import fence_epoch_key
 from stream.worker.web import make_app
 from tools.devinfra.broker import create_topics
 
@@ -35,13 +36,21 @@ read_topic = partial(streams.read_topic, timeout_s=WAIT_S)
 
 
 async def snapshot(url: str, prefix: str) -> dict[str, Any]:
-    """Every key of a worker's prefix with its value (windows, ids, meta, states)."""
+    """Every user key of a worker's prefix with its value (windows, meta, states), fences left out.
+
+    A worker claims each user it loads (meta's ``fence`` field); that is ownership, not data.
+    """
     client = aioredis.from_url(url)
     try:
         out: dict[str, Any] = {}
         async for key in client.scan_iter(match=f"{prefix}:*"):
+            if key.decode() == fence_epoch_key(prefix):
+                continue
             kind = await client.type(key)
-            out[key.decode()] = await (client.lrange(key, 0, -1) if kind == b"list" else client.hgetall(key))
+            value = await (client.lrange(key, 0, -1) if kind == b"list" else client.hgetall(key))
+            if isinstance(value, dict):
+                value.pop(b"fence", None)
+            out[key.decode()] = value
         return out
     finally:
         await client.aclose()
@@ -106,11 +115,11 @@ async def test_valid_invalid_counts_offsets_and_replay(
     assert all(p.history_len >= 1 for p in replayed)
 
 
-async def test_the_state_cache_changes_no_prediction(settings_factory: Any, registry: ModelRegistry) -> None:
+async def test_holding_users_in_process_changes_no_prediction(settings_factory: Any, registry: ModelRegistry) -> None:
     cached = settings_factory(batch_max_size=8)
     uncached = cached.model_copy(
         update={
-            "worker_state_cache_users": 0,
+            "worker_max_held_users": 0,
             "consumer_group": cached.consumer_group + "-nc",
             "redis_key_prefix": cached.redis_key_prefix + "-nc",
             "topic_predictions": cached.topic_predictions + "-nc",

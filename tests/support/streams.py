@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream.config import Settings
 from stream.contracts import DeadLetter, Event, Prediction, encode_event
 from stream.store.keys import decode_entry
+from stream.store.redis_backing import fence_epoch_key
 from stream.worker import Worker
 
 WAIT_S = 90.0
@@ -133,11 +134,16 @@ def dead_letters(values: Sequence[bytes]) -> list[DeadLetter]:
 
 
 async def redis_dump(url: str, prefix: str) -> dict[str, Any]:
-    """Every key under ``prefix`` with its value (lists, hashes) and its remaining TTL in ms."""
+    """Every user key under ``prefix`` with its value (lists, hashes) and its remaining TTL in ms.
+
+    The fence epoch counter is left out: no user's data, and it never expires (docs/redis-layout.md).
+    """
     client = aioredis.from_url(url)
     try:
         out: dict[str, Any] = {}
         async for key in client.scan_iter(match=f"{prefix}:*"):
+            if key.decode() == fence_epoch_key(prefix):
+                continue
             kind = await client.type(key)
             value = await (client.lrange(key, 0, -1) if kind == b"list" else client.hgetall(key))
             out[key.decode()] = {"value": value, "pttl": await client.pttl(key)}

@@ -12,7 +12,7 @@ from support.streams import interleaved
 from stream.config import Settings
 from stream.contracts import DeadLetter, Prediction, encode_event
 from stream.registry import LoadedModel, ModelRegistry
-from stream.store import MemoryWindowStore
+from stream.store import Fenced, MemoryWindowStore, OwnedStore
 from stream.worker.batch import BatchProcessor
 from stream.worker.metrics import WorkerMetrics
 
@@ -33,11 +33,12 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     return LoadedModel.load(ModelRegistry(root), "v1")
 
 
-def _processor(model: LoadedModel, settings: Settings | None = None) -> BatchProcessor:
+def _processor(
+    model: LoadedModel, settings: Settings | None = None, backing: MemoryWindowStore | None = None
+) -> BatchProcessor:
     settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
-    return BatchProcessor(
-        settings, store=MemoryWindowStore.from_settings(settings), model=lambda: model, metrics=WorkerMetrics()
-    )
+    store = OwnedStore.from_settings(settings, backing or MemoryWindowStore.from_settings(settings))
+    return BatchProcessor(settings, store=store, model=lambda: model, metrics=WorkerMetrics())
 
 
 def _records() -> list[Record]:
@@ -87,3 +88,35 @@ async def test_an_invalid_record_becomes_a_dead_letter(model: LoadedModel) -> No
     [(topic, key, value)] = batch.records
     letter = msgspec.json.decode(value, type=DeadLetter)
     assert (topic, key, letter.source_partition, letter.source_offset) == (processor.settings.topic_dlq, b"k", 2, 7)
+
+
+async def test_holding_users_changes_no_prediction(model: LoadedModel) -> None:
+    records = _records()
+    held = await _run(_processor(model), records, 16)
+    none = Settings(_env_file=None, worker_max_held_users=0)  # type: ignore[call-arg]
+    loaded = await _run(_processor(model, none), records, 16)
+    assert _comparable(loaded) == _comparable(held)
+
+
+async def test_a_fenced_processor_persists_nothing_and_the_new_owner_state_survives(model: LoadedModel) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    backing = MemoryWindowStore.from_settings(settings)
+    records = _records()
+    a, b = _processor(model, settings, backing), _processor(model, settings, backing)
+    await a.partitions_assigned({("events", 0)})
+    await _run(a, records[:40], 20)
+    delayed = await a.process(records[40:60])  # A computed a batch, but is slow to write it
+    await b.partitions_assigned({("events", 0)})  # the partition moved: B's epoch is higher
+    await _run(b, records[40:80], 20)
+    users = {r.key.decode() for r in records[40:60] if r.key}
+
+    def stored() -> dict[str, tuple[list[int], int | None]]:
+        return {u: (w.seqs, w.state_seq) for u in users if (w := backing._users.get(u)) is not None}
+
+    before = stored()
+    assert before and all(state_seq is not None for _, state_seq in before.values())
+    with pytest.raises(Fenced) as refused:
+        await a.persist(delayed)
+    assert refused.value.partitions == {0}
+    assert isinstance(a.store, OwnedStore) and len(a.store.held) == 0  # A dropped the partition's users
+    assert stored() == before
