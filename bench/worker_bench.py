@@ -96,17 +96,35 @@ def settings_for(svc: Services, registry: Path, topics: dict[str, str], prefix: 
     )  # fmt: skip
 
 
+async def redis_cpu_s(url: str) -> float:
+    """redis-server's CPU seconds so far (``INFO cpu``: user + sys, main thread and children)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def pipeline(settings: Settings, n: int) -> dict[str, Any]:
-    """(b)/(c): one worker over ``n`` queued events; rate after its first batch, stage µs/event."""
+    """(b)/(c): one worker over ``n`` queued events; rate after its first batch, stage µs/event.
+
+    Also redis-server's CPU per event over the same span (its ``INFO cpu`` delta): with state
+    held in process, Redis's share of the work is the write-behind (and the loads at first sight).
+    """
     worker = Worker(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, max_records=n))
     while worker.records_done == 0:
         await asyncio.sleep(0.002)
     first_at, first_n, first_cpu = time.perf_counter(), worker.records_done, time.process_time()
+    redis0 = await redis_cpu_s(settings.redis_url)
     stages0 = {s: worker.metrics.stage_total(s) for s in STAGES}
     await task
     elapsed, cpu_s = time.perf_counter() - first_at, time.process_time() - first_cpu
+    redis_s = await redis_cpu_s(settings.redis_url) - redis0
     counted = worker.records_done - first_n
     stage_us = {s: 1e6 * (worker.metrics.stage_total(s) - stages0[s]) / counted for s in STAGES}
     registry = worker.metrics.registry
@@ -115,6 +133,7 @@ async def pipeline(settings: Settings, n: int) -> dict[str, Any]:
     batches = registry.get_sample_value("demandstream_worker_batch_size_count") or 1.0
     events = registry.get_sample_value("demandstream_worker_batch_size_sum") or 0.0
     return {"events_per_s": counted / elapsed, "cpu_us_per_event": 1e6 * cpu_s / counted,
+            "redis_cpu_us_per_event": 1e6 * redis_s / counted,
             "stage_us_per_event": stage_us, "model_calls": calls,
             "onnx_us_per_event": 1e6 * onnx_s / max(events, 1), "batches": batches,
             "mean_batch": events / batches}  # fmt: skip
@@ -309,6 +328,7 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         return (
             f"{part['events_per_s']:,.0f} ev/s ({100 * part['events_per_s'] / raw_rate:.0f}% of a, "
             f"{100 * part['events_per_s'] / raw_send:.0f}% of a0), {part['cpu_us_per_event']:.0f} µs CPU/event"
+            f" + redis-server {part['redis_cpu_us_per_event']:.1f} µs"
         )
 
     parts = (full, steady, rebuild)

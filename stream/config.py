@@ -74,11 +74,11 @@ class Settings(BaseSettings):
     batch_linger_ms: int = Field(20, ge=0, le=10_000, description="Longest wait to fill a micro-batch.")
     max_event_bytes: int = Field(16_384, ge=256, description="Payloads larger than this are invalid (DLQ).")
     worker_max_held_users: int = Field(
-        20_000,
+        10_000,
         ge=0,
         description="Users of its partitions a worker holds in memory between batches (window + model state; "
-        "~27 KB each at full 100-event windows: ~540 MB at the default). Others are loaded from Redis "
-        "when they come back; 0 = load every batch's users from Redis.",
+        "~59 KiB each at full 100-event windows, bench.held_memory: ~575 MiB at the default). Others are "
+        "loaded from Redis when they come back; 0 = load every batch's users from Redis.",
     )
     worker_force_rebuild: bool = Field(
         False, description="Recompute every event's state from its whole window (benchmark baseline; slow)."

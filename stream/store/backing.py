@@ -21,6 +21,7 @@ class WriteOutcome(IntEnum):
     WRITTEN = 1
     GONE = 0  # the user's keys expired or were erased since the load: nothing written
     FENCED = -1  # a newer owner claimed the user (its fence epoch is higher): nothing written
+    REPAIRED = 2  # the stored window had been overwritten by another type: all its keys deleted
 
 
 class LoadedUser(NamedTuple):

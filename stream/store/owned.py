@@ -49,6 +49,8 @@ class OwnedStore:
         self._clock = clock
         self._epoch: int | None = None  # taken on assignment (or at the first load after it)
         self.loads = 0  # users loaded from the backing store (a metric reads it)
+        # Users whose keys the write-behind found overwritten (and deleted): reported at their next load.
+        self._repaired: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, backing: BackingStore) -> OwnedStore:
@@ -179,10 +181,12 @@ class OwnedStore:
                     fenced.append(user)
                 else:
                     gone.append(user)
+                    if outcome is WriteOutcome.REPAIRED:
+                        self._repaired[user] = "window"
             partitions = frozenset(held.partitions_of(fenced))
             held.pending.clear()
-            if gone:  # expired or erased meanwhile: the next event starts a fresh history
-                logger.info("%d users' keys were gone at write-behind (expired or erased): dropped", len(gone))
+            if gone:  # expired, erased or overwritten meanwhile: the next event starts a fresh history
+                logger.info("%d users' keys were gone at write-behind (expired, erased, overwritten)", len(gone))
                 held.drop(gone)
             if fenced:
                 held.drop_partitions(partitions)
@@ -219,6 +223,8 @@ class OwnedStore:
             self.held.drop_partitions(partitions)
             raise Fenced(partitions, len(fenced))
         for user in loaded:
+            if user.user_key in self._repaired and user.repaired is None:
+                user = user._replace(repaired=self._repaired.pop(user.user_key))
             self.held.add(user.user_key, _held(user, partition_of[user.user_key], epoch, now, self.ttl_ms))
 
     async def ping(self) -> bool:

@@ -8,7 +8,8 @@
 -- max_ts, number of new entries, state seq, state length), then per new entry '>I4' + the
 -- entry, then the state blob.
 -- Returns per user 1 (written), 0 (the user's meta is gone: expired or erased since its load;
--- nothing written) or -1 (fenced: a higher epoch claimed the user; nothing written).
+-- nothing written), -1 (fenced: a higher epoch claimed the user; nothing written) or 2 (the
+-- window key had been overwritten by another type: every key of the user deleted).
 local ttl_ms = tonumber(ARGV[1])
 local records = ARGV[2]
 local HEAD = '>I4I8I1I4I8i8I4I8I4'
@@ -53,7 +54,7 @@ while pos <= #records do
       -- Something else overwrote the window since the load: the history is lost; the client
       -- drops the user and its next load starts a fresh one.
       redis.call('DEL', w, ids, m, s)
-      outcome = 0
+      outcome = 2
     else
       redis.call('HSET', m, 'seq', string.format('%d', seq), 'max_ts', string.format('%d', max_ts))
       if flags >= 2 then

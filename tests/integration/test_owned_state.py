@@ -52,7 +52,9 @@ def _assert_same(got: Prediction, want: Prediction) -> None:
     assert got.history_len == want.history_len
 
 
-async def test_a_new_owner_after_a_sigkill_predicts_what_one_worker_would(settings_factory: Any, tmp_path: Path) -> None:
+async def test_a_new_owner_after_a_sigkill_predicts_what_one_worker_would(
+    settings_factory: Any, tmp_path: Path
+) -> None:
     settings = settings_factory(batch_max_size=8, batch_linger_ms=0)
     await asyncio.to_thread(publish_model, settings.model_registry, "v1", seed=1)
     events = interleaved(generated_histories(users=20, seed=8, max_len=40))
