@@ -206,7 +206,6 @@ class BatchProcessor:
             raise
         self.metrics.stage_seconds.labels("redis").observe(time.perf_counter() - started)
 
-
     def _report_rejected(self, rejected: Sequence[Rejection]) -> None:
         """Count and log stored values the batch could not use (their users were rebuilt)."""
         for item in rejected:
