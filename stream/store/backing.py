@@ -45,6 +45,8 @@ class HeldWrite(NamedTuple):
     flushed_seq: int  # the newest event seq the backing store already holds
     rewrite: bool  # replace the stored window instead of appending to it
     write_state: bool  # the state changed
+    flushed_len: int = -1  # entries the stored window holds (-1: unknown, trim it)
+    renew_ttl: bool = True  # set every key's TTL again
 
 
 class BackingStore(Protocol):

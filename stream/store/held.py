@@ -39,6 +39,9 @@ class HeldUser:
     decoded: Any = None  # the caller's decoded form of a state ...
     decoded_seq: int | None = None  # ... and its seq (used only while it is the held state's)
     repaired: str | None = None  # a wrong-typed key deleted at load, reported at the next append
+    flushed_len: int = -1  # entries of the stored window (-1: unknown)
+    state_stored: bool = False  # the backing store holds a state key (it has a TTL)
+    renewed_at: float = float("-inf")  # clock of the last TTL renewal in the backing store
     malformed: int = 0  # window entries left out at load, reported at the next window read
 
 

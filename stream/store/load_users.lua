@@ -1,8 +1,8 @@
 -- Load and claim users for the held-users store. Called by RedisBacking.load_users, once per
 -- Cluster slot group (all keys of a user share its {user} hash tag). docs/redis-layout.md.
 --
--- KEYS: 4 per user: window (list), ids (hash, the v1 dedup index; no longer kept), meta (hash),
--- state (hash). ARGV[1] the claiming worker's fence epoch, ARGV[2] ttl_ms.
+-- KEYS: 4 per user: window (list), ids (hash, the v1 dedup index: no longer kept, deleted here),
+-- meta (hash), state (hash). ARGV[1] the claiming worker's fence epoch, ARGV[2] ttl_ms.
 -- The claim: meta's 'fence' field becomes the epoch unless a higher one is stored; then the user
 -- is this worker's until a newer owner claims it, and write_behind.lua refuses older epochs.
 -- Returns per user {-1} when a higher fence is stored (nothing read or changed), else
@@ -37,6 +37,8 @@ for i = 1, #KEYS, 4 do
       redis.call('DEL', w, ids, s)
       entries = {}
     end
+    local ids_exists = redis.call('EXISTS', ids)
+    if ids_exists == 1 then redis.call('DEL', ids) end
     redis.call('HSET', m, 'fence', string.format('%d', epoch))
     if redis.call('PTTL', m) < 0 then redis.call('PEXPIRE', m, ttl_ms) end
     local state = redis.pcall('HMGET', s, 'seq', 'blob')
@@ -47,7 +49,7 @@ for i = 1, #KEYS, 4 do
     end
     local state_seq = state[1] and tonumber(state[1]) or false
     out[#out + 1] = { 1, meta[1], meta[2], state_seq and state[1], state_seq and state[2],
-      redis.call('PTTL', m), repaired, redis.call('EXISTS', ids), entries }
+      redis.call('PTTL', m), repaired, ids_exists, entries }
   end
 end
 return out

@@ -27,6 +27,11 @@ from stream.store.window_store import AppendResult, StateWrite, Window, WindowAp
 
 logger = logging.getLogger(__name__)
 
+# A user's keys get their TTL set again at a write-behind when the last renewal is older than
+# 1/64 of the TTL (~11 h of the default 30 days), so they expire between 63/64 of the TTL and the
+# TTL after the user's last event, not at exactly the TTL.
+TTL_RENEWAL_FRACTION = 64
+
 
 class OwnedStore:
     """Held users of the owned partitions over a :class:`BackingStore` (Redis in production)."""
@@ -161,11 +166,18 @@ class OwnedStore:
         held = self.held
         if held.pending:
             pending = list(held.pending)
-            writes = [
-                HeldWrite(user, h.epoch, h.window, h.flushed_seq, h.rewrite, h.state_dirty)
-                for user in pending
-                if (h := held.users[user]) is not None
-            ]
+            now = self._clock()
+            renew_after = now - self.ttl_ms / 1000 / TTL_RENEWAL_FRACTION
+            writes = []
+            for user in pending:
+                h = held.users[user]
+                # New keys need a TTL; live ones get theirs renewed only now and then (each call
+                # costs Redis more than the rest of the user's write): docs/redis-layout.md.
+                renew = h.flushed_seq == 0 or h.rewrite or (h.state_dirty and not h.state_stored)
+                renew = renew or h.renewed_at <= renew_after
+                writes.append(
+                    HeldWrite(user, h.epoch, h.window, h.flushed_seq, h.rewrite, h.state_dirty, h.flushed_len, renew)
+                )
             try:
                 outcomes = await self.backing.write_behind(writes)
             except BaseException:
@@ -173,10 +185,19 @@ class OwnedStore:
                 raise
             fenced: list[str] = []
             gone: list[str] = []
-            for user, outcome in zip(pending, outcomes, strict=True):
+            for write, outcome in zip(writes, outcomes, strict=True):
+                user = write.user_key
                 if outcome is WriteOutcome.WRITTEN:
                     h = held.users[user]
-                    h.flushed_seq, h.rewrite, h.state_dirty = h.window.seq, False, False
+                    h.state_stored = h.state_stored or h.state_dirty
+                    h.flushed_seq, h.flushed_len, h.rewrite, h.state_dirty = (
+                        h.window.seq,
+                        len(h.window.seqs),
+                        False,
+                        False,
+                    )
+                    if write.renew_ttl:
+                        h.renewed_at = now
                 elif outcome is WriteOutcome.FENCED:
                     fenced.append(user)
                 else:
@@ -236,7 +257,8 @@ class OwnedStore:
 
 def _held(user: LoadedUser, partition: int, epoch: int, now: float, ttl_ms: int) -> HeldUser:
     window = user.window
-    window.expires_at = now + (user.ttl_ms if user.ttl_ms > 0 else ttl_ms) / 1000
+    remaining_ms = user.ttl_ms if user.ttl_ms > 0 else 0
+    window.expires_at = now + (remaining_ms or ttl_ms) / 1000
     return HeldUser(
         window,
         partition,
@@ -245,4 +267,7 @@ def _held(user: LoadedUser, partition: int, epoch: int, now: float, ttl_ms: int)
         rewrite=user.rewrite,
         repaired=user.repaired,
         malformed=user.malformed,
+        flushed_len=-1 if user.rewrite else len(window.seqs),
+        state_stored=window.state_seq is not None,
+        renewed_at=now - (ttl_ms - remaining_ms) / 1000,  # when a full TTL would have been set
     )

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 _WRITE_HEAD = struct.Struct(">IQBIQqIQI")  # see write_behind.lua
 _ENTRY_LEN = struct.Struct(">I")
-_REWRITE, _STATE = 1, 2
+_REWRITE, _STATE, _RENEW, _TRIM = 1, 2, 4, 8
 
 
 def fence_epoch_key(prefix: str) -> str:
@@ -76,7 +76,8 @@ class RedisBacking(WindowStore):
             records: list[bytes] = []
             for number, index in enumerate(group, start=1):
                 write = writes[index]
-                keys += self._keys(write.user_key).all()
+                user = self._keys(write.user_key)
+                keys += (user.window, user.meta, user.state)
                 records += _write_record(number, write)
             calls.append((keys, [ttl_ms, b"".join(records)]))
         with _translate_errors("write_behind"):
@@ -93,12 +94,15 @@ class RedisBacking(WindowStore):
 def _write_record(number: int, write: HeldWrite) -> list[bytes]:
     window = write.window
     flags = (_REWRITE if write.rewrite or not window.seqs else 0) | (_STATE if write.write_state else 0)
+    flags |= _RENEW if write.renew_ttl else 0
     if flags & _REWRITE:
         first = 0
     else:  # the entries newer than what Redis holds (those already trimmed in process never go)
         first = len(window.seqs)
         while first > 0 and window.seqs[first - 1] > write.flushed_seq:
             first -= 1
+        if write.flushed_len < 0 or write.flushed_len + len(window.seqs) - first != len(window.seqs):
+            flags |= _TRIM  # the held window dropped entries that Redis still has
     parts: list[bytes] = []
     pack_header, pack_len = ENTRY_HEADER.pack, _ENTRY_LEN.pack
     for at in range(first, len(window.seqs)):
@@ -124,7 +128,7 @@ def _write_record(number: int, write: HeldWrite) -> list[bytes]:
 def _loaded(user_key: str, reply: list[Any]) -> LoadedUser:
     if int(reply[0]) < 0:
         return LoadedUser(user_key, True, UserWindow(), 0)
-    _, seq, max_ts, state_seq, state, pttl, repaired, ids_exists, entries = reply
+    _, seq, max_ts, state_seq, state, pttl, repaired, _ids_existed, entries = reply
     window = UserWindow(seq=_int(seq) or 0, max_ts=_int(max_ts), state_seq=_int(state_seq), state=state)
     if window.state_seq is None:
         window.state = None
@@ -147,5 +151,5 @@ def _loaded(user_key: str, reply: list[Any]) -> LoadedUser:
         int(pttl),
         malformed=malformed,
         repaired=None if repaired is None else _text(repaired),
-        rewrite=bool(malformed) or bool(ids_exists),
+        rewrite=bool(malformed),  # (a v1 ids hash was deleted by the load itself)
     )
