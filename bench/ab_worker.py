@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import make_topics, payloads, services, shopper_events
-from bench.worker_bench import produce_all
+from bench.worker_bench import produce_all, redis_cpu_s
 
 logger = logging.getLogger("bench.ab_worker")
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +47,9 @@ print(json.dumps(asyncio.run(pipeline(settings, int(n)))))
 
 def _python(root: Path, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False)
+    # cwd = that tree too: ``python -c`` puts the working directory first on sys.path, ahead of
+    # PYTHONPATH, so a run started from this checkout would import this tree's code for both sides.
+    done = subprocess.run([sys.executable, *args], env=env, cwd=root, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{root}: {args[:2]} failed:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -72,23 +74,33 @@ async def compare(base: str, n_events: int, trials: int) -> dict[str, list[dict[
                     prefix = f"ab{trial}-{list(roots).index(side)}"
                     await make_topics(svc.bootstrap, [f"{prefix}.{k}" for k in ("events", "predictions", "dlq")], 4)
                     await produce_all(svc.bootstrap, f"{prefix}.events", events)
+                    redis0 = await redis_cpu_s(svc.redis_url)
                     out = await asyncio.to_thread(
                         _python, roots[side], "-c", _RUN, svc.bootstrap, svc.redis_url,
                         str(registries[side]), prefix, str(n_events),
                     )  # fmt: skip
                     run = json.loads(out.strip().splitlines()[-1])
+                    # redis-server's CPU over the whole run (loads at first sight included), per event:
+                    # measured here, so that a base without the measurement gets it too.
+                    run["redis_run_cpu_us_per_event"] = 1e6 * (await redis_cpu_s(svc.redis_url) - redis0) / n_events
                     results[side].append(run)
                     stages = run["stage_us_per_event"]
                     logger.info(
-                        "%s, trial %d: %.0f events/s; µs/event model %.1f, redis %.1f, decode %.1f",
-                        side, trial, run["events_per_s"], stages["model"], stages["redis"], stages["decode"],
+                        "%s, trial %d: %.0f events/s; worker CPU %.1f + redis-server %.1f µs/event; "
+                        "stages µs/event model %.1f, redis %.1f, produce %.1f, decode %.1f",
+                        side, trial, run["events_per_s"], run["cpu_us_per_event"], run["redis_run_cpu_us_per_event"],
+                        stages["model"], stages["redis"], stages["produce"], stages["decode"],
                     )  # fmt: skip
         for side, runs in results.items():
             logger.info(
-                "%s: median %.0f events/s, model stage %.1f µs/event",
+                "%s: median %.0f events/s, worker CPU %.1f + redis-server %.1f µs/event, stages model %.1f, "
+                "redis %.1f µs/event",
                 side,
                 statistics.median(r["events_per_s"] for r in runs),
+                statistics.median(r["cpu_us_per_event"] for r in runs),
+                statistics.median(r["redis_run_cpu_us_per_event"] for r in runs),
                 statistics.median(r["stage_us_per_event"]["model"] for r in runs),
+                statistics.median(r["stage_us_per_event"]["redis"] for r in runs),
             )
         return results
     finally:
