@@ -227,7 +227,10 @@ class Worker:
         """
         self.metrics.fenced.inc()
         logger.warning("%s: pausing them until the rebalance, re-reading the rest of the batch", exc)
+        assigned = consumer.assignment()
         for tp, records in batch.items():
+            if tp not in assigned:  # already taken away by a rebalance: nothing to do
+                continue
             if tp.partition in exc.partitions:
                 consumer.pause(tp)
             elif records:
