@@ -1,7 +1,7 @@
 """Trainer memory and throughput against data size: load, encode, baselines and a bounded number
 of training steps on simulated data of each size and format, one child process per run (so each
 peak RSS is that run's own). Data comes from ``demandstream simulate --bulk`` (JSON lines or
-Parquet), users and items scaled with the event count (10M events: 1M users, 200k items). Prints
+Parquet), users and items scaled with the event count (10M events: >= 1M users, >= 200k items). Prints
 per run the wall time and events/s of each stage, the peak RSS, the bytes per event of the
 columnar table and of the encoded arrays, and the peak RSS growth per event between sizes;
 writes bench/results/train_scale.json. Minutes per million events on 2 cores::
@@ -31,7 +31,9 @@ SUFFIX = {"parquet": ".parquet", "jsonl": ".jsonl"}
 
 def generate(path: Path, events: int) -> float:
     """Write ``events`` simulated events to ``path``; seconds taken."""
-    users, items = max(100, events // 10), max(1000, min(200_000, events // 50))
+    # A little over 1 user per 10 events and 1 item per 40 (at most 250k): not every simulated user or
+    # item draws an event, and 10M events must still hold >= 1M users and >= 200k items.
+    users, items = max(100, events * 11 // 100), max(1000, min(250_000, events // 40))
     started = time.monotonic()
     cli = str(Path(sys.executable).parent / "demandstream")
     subprocess.run(
@@ -42,16 +44,22 @@ def generate(path: Path, events: int) -> float:
     return time.monotonic() - started
 
 
-def measure(path: Path, data_format: str, steps: int) -> dict[str, Any]:
-    """In this (child) process: the trainer's stages on ``path``, timed, with their peak RSS."""
+def measure(path: Path, data_format: str, steps: int, rank_queries: int) -> dict[str, Any]:
+    """In this (child) process: the trainer's stages on ``path``, timed, with their peak RSS.
+
+    The baselines are fitted (and tuned) as in training, then rank an evenly spaced sample of at
+    most ``rank_queries`` test events: ranking all of them costs test events x items (a bounded
+    sample, like the bounded training steps; the full report ranks all).
+    """
     import itertools
 
     import numpy as np
     import torch
 
+    from training.baselines import fit_baselines
     from training.histories import attach_leave_user_out, iterate_batches
     from training.model import DemandLSTM, ModelConfig
-    from training.pipeline import TrainOptions, baselines_stage, encode_stage, load_stage
+    from training.pipeline import TrainOptions, encode_stage, load_stage
     from training.priors import SparsePrior, counted_transitions
     from training.resources import StageClock, peak_rss_mb
     from training.train import TrainConfig, _loss, seed_everything
@@ -66,11 +74,14 @@ def measure(path: Path, data_format: str, steps: int) -> dict[str, Any]:
     with clock.stage("encode"):
         encoded = encode_stage(options, loaded)
     with clock.stage("baselines"):
-        baselines = baselines_stage(encoded)
+        fitted, data = fit_baselines(encoded.data), encoded.data
+        queries = encoded.test_queries
+        if len(queries) > rank_queries:
+            queries = queries[np.linspace(0, len(queries) - 1, rank_queries).astype(np.int64)]
+        fitted.rank(queries)
     with clock.stage("train_steps"):
         seed_everything(7, 2)
         config = ModelConfig(len(encoded.categories), len(encoded.items), target="item")
-        fitted, data = baselines.fitted, encoded.data
         prior = SparsePrior.from_counts(fitted.transition_counts, fitted.popularity, config.prior_top_m)
         attach_leave_user_out(encoded.histories, prior, counted_transitions(data.target, data.period, data.starts))
         model = DemandLSTM(encoded.spec, config, prior)
@@ -86,7 +97,8 @@ def measure(path: Path, data_format: str, steps: int) -> dict[str, Any]:
     encoded_nbytes = sum(a.nbytes for a in (data.starts, data.user, data.ts, data.target, data.etype, data.period))
     return {
         "events": events, "users": len(encoded.histories), "items": len(encoded.items) - 2,
-        "trained_positions": trained, "resources": clock.to_dict(events), "rss_at_start_mb": at_start,
+        "trained_positions": trained, "ranked_test_events": len(queries), "resources": clock.to_dict(events),
+        "rss_at_start_mb": at_start,
         "bytes_per_event": {"columns": round(columns_nbytes / events, 1),
                             "encoded_events": round(encoded_nbytes / events, 1),
                             "histories": round(encoded.histories.nbytes / events, 1)},
@@ -111,25 +123,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--formats", nargs="+", choices=sorted(SUFFIX), default=["parquet"])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rank-queries", type=int, default=20_000, help="test events the baselines rank")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--output", default="train_scale", help="results name under bench/results/")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-format", default="parquet", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        sys.stdout.write(json.dumps(measure(args.child, args.child_format, args.steps)) + "\n")  # read by the parent
+        measured = measure(args.child, args.child_format, args.steps, args.rank_queries)
+        sys.stdout.write(json.dumps(measured) + "\n")  # read by the parent
         return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="train_scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"steps": args.steps, "load_average_at_start": os.getloadavg(), "runs": {}}
+    results: dict[str, Any] = {"steps": args.steps, "rank_queries": args.rank_queries,
+                               "load_average_at_start": os.getloadavg(), "runs": {}}  # fmt: skip
     rows: list[tuple[str, str]] = []
     for data_format in args.formats:
         for size in args.sizes:
             path = workdir / f"events-{size}{SUFFIX[data_format]}"
             written = generate(path, size) if not path.exists() else 0.0
             out = subprocess.run([sys.executable, "-m", "bench.train_scale", "--child", str(path), "--child-format",
-                                  data_format, "--steps", str(args.steps)],
-                                 check=True, capture_output=True, text=True)  # fmt: skip
+                                  data_format, "--steps", str(args.steps), "--rank-queries", str(args.rank_queries)],
+                                 check=True, stdout=subprocess.PIPE, text=True)  # its log goes to our stderr; fmt: skip
             measured = json.loads(out.stdout.strip().splitlines()[-1])
             measured["generate_seconds"] = round(written, 1)
             measured["load_average_after"] = os.getloadavg()
