@@ -34,11 +34,14 @@ def generate(path: Path, events: int) -> float:
     # A little over 1 user per 10 events and 1 item per 40 (at most 250k): not every simulated user or
     # item draws an event, and 10M events must still hold >= 1M users and >= 200k items.
     users, items = max(100, events * 11 // 100), max(1000, min(250_000, events // 40))
+    # The bulk simulation spans 9 days from its start: start 10 days ago, so no event is in the future
+    # (the JSON-lines decoder, like the stream's, refuses those).
+    start_ms = int(time.time() * 1000) - 10 * 86_400_000
     started = time.monotonic()
     cli = str(Path(sys.executable).parent / "demandstream")
     subprocess.run(
         [cli, "simulate", "--bulk", "--count", str(events), "--users", str(users),
-         "--items", str(items), "--output", str(path)],
+         "--items", str(items), "--start-ms", str(start_ms), "--output", str(path)],
         check=True, capture_output=True,
     )  # fmt: skip
     return time.monotonic() - started
