@@ -14,15 +14,12 @@ so early stopping agrees); rank 0 alone evaluates, exports and gates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def init_from_launcher() -> None:
@@ -36,12 +33,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def shard_by_user(histories: Sequence[T]) -> list[T]:
-    """This rank's users (one history per user): every ``world``-th, starting at ``rank``."""
-    rank, world = rank_and_world()
-    return list(histories[rank::world])
 
 
 def wrap(model: nn.Module) -> nn.Module:

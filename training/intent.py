@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from stream.contracts import EVENT_TYPES
 from training.data.encoded import EncodedEvents
+from training.histories import FlatHistories
 from training.model import DemandLSTM
 from training.sequences import INTENT_HORIZON, EncodedHistory
 from training.split import VALID
@@ -198,7 +199,7 @@ def intent_report(labels: NDArray[np.bool_], scores: dict[str, FloatArray], mode
     }
 
 
-def calibrate_intent(model: DemandLSTM, histories: Sequence[EncodedHistory]) -> Platt:
+def calibrate_intent(model: DemandLSTM, histories: FlatHistories | Sequence[EncodedHistory]) -> Platt:
     """Fit the Platt rescaling on validation positions and fold it into ``model``'s intent head."""
     valid = predict(model, histories, VALID)
     known = valid.intent_labels >= 0

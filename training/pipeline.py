@@ -12,26 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from stream.features import EventEncoder, FeatureSpec, Vocabulary
+from stream.features import FeatureSpec, Vocabulary
 from stream.registry import ModelRegistry
 from training import distributed
 from training.baselines import FittedBaselines, fit_baselines
-from training.data import (
-    BadRows,
-    DataError,
-    DataSummary,
-    EncodedEvents,
-    UserSequence,
-    clean_events,
-    default_ts_bounds,
-    encode_sequences,
-    load_events,
-    training_tokens,
-)
+from training.data import BadRows, DataError, DataSummary, EncodedEvents, default_ts_bounds
+from training.data.clean_columns import CleanedEvents, clean_columns
+from training.data.encode_columns import code_vocabulary, encode_columns, target_codes, train_rows
 from training.data.encoded import Target
-from training.data.load import DataFormat
+from training.data.load import DataFormat, load_columns
 from training.evaluate import evaluate
 from training.export import export_to_registry
+from training.histories import FlatHistories, attach_leave_user_out, flat_histories
 from training.hyperparams import DEFAULTS
 from training.intent import calibrate_intent, judge_intent
 from training.live_baseline import save_live_baseline
@@ -41,7 +33,6 @@ from training.priors import SparsePrior, counted_transitions
 from training.promotion import PromotionDecision, decide_promotion
 from training.report import EpochRecord, MethodResult, ReportFiles, ReportInput, write_report
 from training.resources import StageClock
-from training.sequences import EncodedHistory, attach_leave_user_out, encode_history
 from training.split import TEST, TRAIN, VALID, TimeSplit
 from training.train import TrainConfig, TrainResult, fit, predict
 
@@ -81,9 +72,8 @@ class TrainOutcome:
     intent: dict[str, Any] = field(default_factory=dict)
 
 
-def choose_split(options: TrainOptions, sequences: list[UserSequence]) -> TimeSplit:
-    first = min(s.events[0].ts for s in sequences)
-    last = max(s.events[-1].ts for s in sequences)
+def choose_split(options: TrainOptions, first: int, last: int) -> TimeSplit:
+    """The split of data whose events run from ``first`` to ``last`` (epoch ms)."""
     if options.split_dates:
         return TimeSplit.from_dates(*options.split_dates)
     if options.split_fractions or options.data_format != "taobao":
@@ -100,10 +90,9 @@ def popular_tokens(popularity: np.ndarray, targets: Vocabulary, n: int = 50) -> 
     return {targets.token(i): float(popularity[i]) for i in order}
 
 
-def query_intent_labels(histories: list[EncodedHistory], queries: np.ndarray) -> np.ndarray:
+def query_intent_labels(histories: FlatHistories, queries: np.ndarray) -> np.ndarray:
     """Intent label of the model position that scores each query (the event before it)."""
-    flat: np.ndarray = np.concatenate([h.intent for h in histories])
-    return flat[queries - 1]  # type: ignore[no-any-return]
+    return np.asarray(histories.intent[queries - 1], dtype=np.int64)
 
 
 # --- stages: load -> encode -> baselines -> fit -> evaluate -> export -> gate ---------------------
@@ -111,7 +100,7 @@ def query_intent_labels(histories: list[EncodedHistory], queries: np.ndarray) ->
 
 @dataclass
 class Loaded:
-    sequences: list[UserSequence]
+    cleaned: CleanedEvents  # columnar, user-contiguous, time-ordered
     summary: DataSummary
     split: TimeSplit
 
@@ -122,7 +111,7 @@ class Encoded:
     categories: Vocabulary
     items: Vocabulary
     data: EncodedEvents
-    histories: list[EncodedHistory]
+    histories: FlatHistories
     spec: FeatureSpec
     test_queries: np.ndarray
 
@@ -141,33 +130,33 @@ class Fitted:
 
 def load_stage(options: TrainOptions) -> Loaded:
     bad_rows = BadRows(strict=options.strict, max_bad=options.max_bad_rows)
-    events = load_events(options.data, options.data_format, bad_rows=bad_rows)
-    sequences, summary = clean_events(events, ts_bounds=default_ts_bounds(options.data_format), bad_rows=bad_rows)
-    if not sequences:
+    # Events are validated one by one but live only until their chunk is packed into columns.
+    columns = load_columns(options.data, options.data_format, bad_rows=bad_rows)
+    cleaned, summary = clean_columns(columns, ts_bounds=default_ts_bounds(options.data_format), bad_rows=bad_rows)
+    del columns
+    if not cleaned.users:
         first = f"; first: {bad_rows.examples[0]}" if bad_rows.examples else ""
         raise DataError(f"{options.data}: no usable events ({bad_rows.count} malformed rows skipped{first}); "
                         f"is --format {options.data_format} the file's format?")  # fmt: skip
-    split = choose_split(options, sequences)
+    split = choose_split(options, int(cleaned.columns.ts.min()), int(cleaned.columns.ts.max()))
     log.info("%d users, %d events; split %s", summary.users, summary.events, split.to_dict())
-    return Loaded(sequences, summary, split)
+    return Loaded(cleaned, summary, split)
 
 
 def encode_stage(options: TrainOptions, loaded: Loaded) -> Encoded:
-    sequences, split = loaded.sequences, loaded.split
-    targets = Vocabulary.build(training_tokens(sequences, split, options.target))
-    categories = (
-        targets if options.target == "category" else Vocabulary.build(training_tokens(sequences, split, "category"))
-    )
+    cleaned, split = loaded.cleaned, loaded.split
+    c, train = cleaned.columns, train_rows(cleaned, split)  # vocabularies: train-period events only
+    targets = code_vocabulary(*target_codes(cleaned, options.target), train)
+    categories = targets if options.target == "category" else code_vocabulary(c.category, c.category_ids, train)
     items = (
         targets
         if options.target == "item"
-        else Vocabulary.build(training_tokens(sequences, split, "item"), min_count=options.item_min_count)
+        else code_vocabulary(c.item, c.item_ids, train, min_count=options.item_min_count)
     )
-    data = encode_sequences(sequences, targets, split, options.target)
+    data = encode_columns(cleaned, targets, split, options.target)
     spec = FeatureSpec(window=options.window, target=options.target)
-    encoder = EventEncoder(spec, categories, items)
-    histories = [encode_history(s.user_id, s.events, encoder, split) for s in sequences]
-    return Encoded(targets, categories, items, data, histories, spec, data.queries(TEST))
+    histories = flat_histories(cleaned, spec, categories, items, split)
+    return Encoded(targets.vocab, categories.vocab, items.vocab, data, histories, spec, data.queries(TEST))
 
 
 def baselines_stage(encoded: Encoded) -> Baselines:
@@ -218,7 +207,8 @@ def export_stage(
     options: TrainOptions, loaded: Loaded, encoded: Encoded, fitted: Fitted, version: str, extra: dict[str, Any]
 ) -> ModelRegistry:
     registry = ModelRegistry(options.registry)
-    parity = [s.events for s in loaded.sequences[-min(16, len(loaded.sequences)) :]]
+    histories = loaded.cleaned.histories()  # contract events again, for these few users only
+    parity = histories[-min(16, len(histories)) :]
     export_to_registry(
         registry, fitted.model, encoded.categories, encoded.items, version=version, parity_histories=parity,
         top_k=min(options.top_k, len(encoded.targets) - 2),  # never rank padding/OOV, even for tiny vocabularies
@@ -244,7 +234,7 @@ def gate_stage(
     # The gate scores both models through ONNX, the way workers serve them (like for like), on the
     # test events both vocabularies hold; first it checks the model against its own baselines.
     decision = decide_promotion(
-        registry, version, loaded.sequences, encoded.data, encoded.test_queries, target=options.target,
+        registry, version, loaded.cleaned.histories(), encoded.data, encoded.test_queries, target=options.target,
         target_vocab=encoded.targets, method_metrics=metrics, force=options.force,
     )  # fmt: skip
     if options.promote and decision.promote:

@@ -132,7 +132,11 @@ class SparsePrior:
         kept = _lookup(self.keys, np.ones(len(self.keys)), rows * v + safe_t) > 0
         remaining = self.totals[rows] - own_row
         loo = np.where(kept, (global_n - own_pair) / np.maximum(remaining, 1.0), 0.0)
-        pop = (self.pop_val * (self.pop_idx == safe_t[:, None])).sum(axis=1)
+        # The popularity value at each target through a (V,) table, not a (positions, m) comparison
+        # (3 GB at 10M positions); its real entries are distinct, so this is the same value.
+        pop_at = np.zeros(v, dtype=np.float32)
+        pop_at[self.pop_idx[self.pop_val > 0]] = self.pop_val[self.pop_val > 0]
+        pop = pop_at[safe_t]
         out = np.where(remaining > 0.5, loo, pop)
         return np.where(targets >= 2, out, 0.0).astype(np.float32)  # type: ignore[no-any-return]
 

@@ -15,15 +15,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from stream.contracts import Event
 from stream.features import Vocabulary
 from stream.registry import LoadedModel, ModelRegistry, ModelVerificationError
-from training.data import UserSequence
 from training.data.encoded import EncodedEvents
 from training.evaluate import evaluate
 from training.onnx_eval import step_through_histories
@@ -88,9 +88,10 @@ def catalogue_refusal(current: str, share: float, what: str) -> str:
     )
 
 
-def stepped_topk(model: LoadedModel, sequences: list[UserSequence]) -> np.ndarray:
-    """Every position's served top-k as target tokens (object array ``(events, k)``)."""
-    stepped = step_through_histories(model, [s.events for s in sequences])
+def stepped_topk(model: LoadedModel, histories: Sequence[Sequence[Event]]) -> np.ndarray:
+    """Every position's served top-k as target tokens (object array ``(events, k)``); ``histories``
+    are every user's events in the order of the flat arrays (``CleanedEvents.histories()``)."""
+    stepped = step_through_histories(model, histories)
     k = model.manifest.top_k
     flat = np.concatenate([cats for _scores, cats, _intent in stepped]) if stepped else np.zeros((0, k), np.int64)
     return model.category_ids(flat)  # type: ignore[no-any-return]
@@ -98,7 +99,7 @@ def stepped_topk(model: LoadedModel, sequences: list[UserSequence]) -> np.ndarra
 
 def score_served_model(
     model: LoadedModel,
-    sequences: list[UserSequence],
+    histories: Sequence[Sequence[Event]],
     data: EncodedEvents,
     queries: np.ndarray,
     target_vocab: Vocabulary,
@@ -107,7 +108,7 @@ def score_served_model(
 ) -> dict[str, Any]:
     """Metrics of a registry model on the given test queries, in ``target_vocab``'s index space
     (``ids``: :func:`stepped_topk` of the model, when already computed)."""
-    ids = stepped_topk(model, sequences) if ids is None else ids
+    ids = stepped_topk(model, histories) if ids is None else ids
     picked = ids[queries - 1]  # the prediction made right after the previous event
     remap = np.vectorize(lambda tok: target_vocab.index(tok) if tok in target_vocab else -1, otypes=[np.int64])
     k = model.manifest.top_k
@@ -120,7 +121,7 @@ def score_served_model(
 def decide_promotion(
     registry: ModelRegistry,
     version: str,
-    sequences: list[UserSequence],
+    histories: Sequence[Sequence[Event]],
     data: EncodedEvents,
     queries: np.ndarray,
     *,
@@ -157,8 +158,8 @@ def decide_promotion(
             return PromotionDecision(False, f"refused: {'; '.join(refusals)}; use --force to serve it anyway", current)
         return PromotionDecision(True, "no model is serving yet")
     common = scorable[np.fromiter((t in known for t in tokens), dtype=bool, count=len(tokens))]
-    old = score_served_model(served, sequences, data, common, target_vocab)
-    new = score_served_model(LoadedModel.load(registry, version), sequences, data, common, target_vocab)
+    old = score_served_model(served, histories, data, common, target_vocab)
+    new = score_served_model(LoadedModel.load(registry, version), histories, data, common, target_vocab)
     summary = ", ".join(f"{m} {new[m]:.4f} vs {old[m]:.4f}" for m in GATE_METRICS)
     where = f"on the {len(common)} test events both can score ({summary})"
     if any(float(new[m] or 0) < float(old[m] or 0) for m in GATE_METRICS):

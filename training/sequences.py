@@ -1,4 +1,5 @@
-"""Whole user histories -> padded tensors, seen exactly the way the stream sees them.
+"""One whole user history -> model inputs, seen exactly the way the stream sees them (the
+reference for small data and the export's torch check; training reads ``histories.FlatHistories``).
 
 Position ``t`` of a user is the moment right after event ``t`` arrived: the model has read events
 ``0..t`` (from the start of the history, as serving does) and predicts event ``t+1``.
@@ -6,17 +7,14 @@ Position ``t`` of a user is the moment right after event ``t`` arrived: the mode
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from stream.contracts import Event
 from stream.features import EventEncoder, StaticColumn
 from stream.features.encode import PURCHASE_TYPE, sequence_window_features, step_features, target_column
-from training.model import previous_other
-from training.priors import SparsePrior
 from training.split import TimeSplit
 
 NO_TARGET = -1
@@ -33,6 +31,7 @@ class EncodedHistory:
 
     user_id: str
     steps: np.ndarray  # (T, step_width)
+    ts: np.ndarray  # (T,) event times (epoch ms)
     win_cat: np.ndarray  # (T, W)
     win_type: np.ndarray  # (T, W)
     win_age: np.ndarray  # (T, W)
@@ -74,83 +73,4 @@ def encode_history(user_id: str, events: Sequence[Event], encoder: EventEncoder,
     target[:-1] = cats[1:]
     target_period = np.full(len(events), -1, dtype=np.int64)
     target_period[:-1] = split.periods(ts[1:])
-    return EncodedHistory(user_id, steps, win_cat, win_type, win_age, target, target_period, intent_labels(types))
-
-
-def attach_leave_user_out(
-    histories: Sequence[EncodedHistory], prior: SparsePrior, transitions: tuple[np.ndarray, np.ndarray, np.ndarray]
-) -> None:
-    """Fill every history's leave-user-out prior values at its targets, in one vectorised pass.
-
-    ``histories[u]`` is user ``u`` of ``transitions`` = (user, predecessor, successor) of every
-    counted training transition (``priors.counted_transitions``).
-    """
-    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    users = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
-    newest = np.concatenate([h.win_cat[:, 0] for h in histories]).astype(np.int64)
-    other = np.concatenate(
-        [previous_other(torch.from_numpy(np.asarray(h.win_cat, dtype=np.int64))).numpy() for h in histories]
-    )
-    target = np.concatenate([h.target for h in histories])
-    values = [prior.leave_user_out_at(users, rows, target, *transitions) for rows in (newest, other)]
-    bounds = np.cumsum(lengths)[:-1]
-    for h, pn, po in zip(histories, *(np.split(v, bounds) for v in values), strict=True):
-        h.prior_newest, h.prior_other = pn, po
-
-
-@dataclass
-class Batch:
-    """Right-padded tensors of several histories; padding positions have target period -1.
-
-    ``order`` holds the histories' indices in the list the batch was drawn from.
-    """
-
-    steps: torch.Tensor
-    win_cat: torch.Tensor
-    win_type: torch.Tensor
-    win_age: torch.Tensor
-    target: torch.Tensor
-    target_period: torch.Tensor
-    intent: torch.Tensor
-    order: list[int]
-    prior_at_target: tuple[torch.Tensor, torch.Tensor] | None  # leave-user-out values, when attached
-
-
-def collate(histories: Sequence[EncodedHistory], order: list[int] | None = None) -> Batch:
-    t_max = max(len(h) for h in histories)
-
-    def pad(name: str, fill: float, dtype: type = np.int64) -> torch.Tensor:
-        first = getattr(histories[0], name)
-        out = np.full((len(histories), t_max, *first.shape[1:]), fill, dtype=dtype)
-        for i, h in enumerate(histories):
-            arr = getattr(h, name)
-            out[i, : len(arr)] = arr
-        return torch.from_numpy(out)
-
-    attached = all(len(h.prior_newest) == len(h) for h in histories)
-    return Batch(
-        pad("steps", 0), pad("win_cat", 0), pad("win_type", 0), pad("win_age", 0),
-        pad("target", NO_TARGET), pad("target_period", -1), pad("intent", -1),
-        order if order is not None else list(range(len(histories))),
-        (pad("prior_newest", 0.0, np.float32), pad("prior_other", 0.0, np.float32)) if attached else None,
-    )  # fmt: skip
-
-
-def iterate_batches(
-    histories: Sequence[EncodedHistory], max_tokens: int, rng: np.random.Generator | None = None
-) -> Iterator[Batch]:
-    """Length-bucketed batches of at most ``max_tokens`` padded positions, shuffled if ``rng``."""
-    order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and (len(current) + 1) * len(histories[i]) > max_tokens:
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    if rng is not None:
-        rng.shuffle(groups)  # type: ignore[arg-type]
-    for group in groups:
-        yield collate([histories[i] for i in group], group)
+    return EncodedHistory(user_id, steps, ts, win_cat, win_type, win_age, target, target_period, intent_labels(types))

@@ -15,9 +15,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from training import distributed
+from training.histories import Batch, FlatHistories, as_flat, batch_groups, iterate_batches
 from training.hyperparams import DEFAULTS
 from training.model import DemandLSTM
-from training.sequences import Batch, EncodedHistory, iterate_batches
+from training.sequences import EncodedHistory
 from training.split import TRAIN
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,11 @@ SCORE_CELLS = 4_000_000  # (events x V) scores held at once by evaluation (16 MB
 
 @torch.no_grad()
 def predict(
-    model: DemandLSTM, histories: Sequence[EncodedHistory], period: int, k: int = 20, max_tokens: int = 20_000
+    model: DemandLSTM,
+    histories: FlatHistories | Sequence[EncodedHistory],
+    period: int,
+    k: int = 20,
+    max_tokens: int = 20_000,
 ) -> Predictions:
     """Top-k targets and intent for every position whose next event falls in ``period``.
 
@@ -98,7 +103,7 @@ def predict(
     model.eval()
     keys, targets, topks, labels, scores = [], [], [], [], []
     chunk = max(1, SCORE_CELLS // max(model.config.n_targets, 1))
-    for b in iterate_batches(histories, max_tokens):
+    for b in iterate_batches(as_flat(histories, model.spec), max_tokens):
         h, _ = model.hidden(b.steps)
         sel = (b.target_period == period) & (b.target > 0)  # the events data.queries(period) scores
         if not sel.any():
@@ -125,7 +130,7 @@ def predict(
 
 def fit(
     model: DemandLSTM,
-    train: Sequence[EncodedHistory],
+    histories: FlatHistories | Sequence[EncodedHistory],
     valid_score: Callable[[DemandLSTM], float],
     config: TrainConfig,
 ) -> TrainResult:
@@ -136,12 +141,14 @@ def fit(
     trains on its shard of the users through DDP (``training/distributed.py``).
     """
     seed_everything(config.seed, config.threads)
-    rank = distributed.rank_and_world()[0]
+    rank, world = distributed.rank_and_world()
     rng = np.random.default_rng(config.seed + rank)
-    train = distributed.shard_by_user(train)
+    train = as_flat(histories, model.spec)
+    if world > 1:  # this rank's users: every world-th, starting at its rank
+        train = train.select(np.arange(rank, len(train), world))
     net = distributed.wrap(model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n_batches = distributed.min_across_ranks(sum(1 for _ in iterate_batches(train, config.max_tokens)))
+    n_batches = distributed.min_across_ranks(len(batch_groups(train, config.max_tokens)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.epochs * n_batches)
     result = TrainResult(best_epoch=-1, best_valid_mrr10=-math.inf)
     best_state: dict[str, torch.Tensor] = {}

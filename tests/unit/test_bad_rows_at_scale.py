@@ -11,6 +11,7 @@ import pytest
 
 from training.data import BadRows, load_events
 from training.data.exceptions import TooManyBadRowsError
+from training.data.load import load_columns
 
 N_ROWS = 60_000
 N_BAD = 400
@@ -54,3 +55,13 @@ def test_one_bad_row_past_the_limit_stops_the_run(tmp_path: Path) -> None:
     with pytest.raises(TooManyBadRowsError, match="more than 399 malformed rows"):
         for _ in load_events(path, "taobao", bad_rows=sink):
             pass
+
+
+def test_the_columnar_table_keeps_every_good_row(tmp_path: Path) -> None:
+    """What the trainer loads (``load_columns``): every good row, once, and each bad one counted."""
+    path = tmp_path / "ub.csv"
+    good, _bad = _write(path)
+    sink = BadRows(strict=False, max_bad=1000)
+    columns = load_columns(path, "taobao", bad_rows=sink)
+    assert sorted((columns.ts // 1000 - 1511544070).tolist()) == sorted(good)
+    assert sink.count == N_BAD

@@ -127,12 +127,12 @@ def test_onnx_rankings_match_the_trainer_predictions(
 ) -> None:
     """The promotion gate's ONNX scoring sees the same rankings as the trainer's torch evaluation."""
     _, loaded, _ = staged
-    onnx = score_served_model(loaded, trained.sequences, trained.data, trained.queries, trained.categories)
+    onnx = score_served_model(
+        loaded, [s.events for s in trained.sequences], trained.data, trained.queries, trained.categories
+    )
     encoder = EventEncoder(SPEC, trained.categories, trained.items)
     split = trained.split
-    encoded = [
-        encode_history(s.user_id, s.events, encoder, split) for s in trained.sequences
-    ]
+    encoded = [encode_history(s.user_id, s.events, encoder, split) for s in trained.sequences]
     torch_pred = predict(trained.model, encoded, TEST, k=TOP_K)
     assert onnx["n_events"] == len(torch_pred.targets) > 50
     assert onnx["mrr@10"] == pytest.approx(mrr_at_k(torch_pred.targets, torch_pred.topk, 10), abs=2e-3)

@@ -78,6 +78,7 @@ def renamed(histories: list[list[Event]], prefix: str, share: float = 1.0) -> li
     """The same shoppers with ``share`` of the categories renamed: a catalogue the model never saw."""
     names = sorted({e.category_id for h in histories for e in h if e.category_id})
     moved = set(names[: round(len(names) * share)])
+
     def rename(e: Event) -> Event:
         return msgspec.structs.replace(e, category_id=prefix + e.category_id) if e.category_id in moved else e
 
@@ -116,7 +117,7 @@ def registry(trained: Trained, tmp_path: Path) -> ModelRegistry:
 
 def decide(reg: ModelRegistry, t: Trained, version: str, *, method_metrics: dict[str, dict[str, float]],
            force: bool = False) -> PromotionDecision:  # fmt: skip
-    return decide_promotion(reg, version, t.sequences, t.data, t.queries, target="category",
+    return decide_promotion(reg, version, [s.events for s in t.sequences], t.data, t.queries, target="category",
                             target_vocab=t.categories, method_metrics=method_metrics, force=force)  # fmt: skip
 
 
@@ -187,7 +188,11 @@ def test_partly_new_categories_are_compared_only_where_both_models_can_score(
     assert both / len(tokens) >= MIN_VOCABULARY_OVERLAP
     assert decision.compared_events == both
     everything = score_served_model(
-        LoadedModel.load(registry, "good"), moved.sequences, moved.data, moved.queries, moved.categories
+        LoadedModel.load(registry, "good"),
+        [s.events for s in moved.sequences],
+        moved.data,
+        moved.queries,
+        moved.categories,
     )
     assert decision.current_metrics is not None
     assert decision.current_metrics["mrr@10"] > everything["mrr@10"]

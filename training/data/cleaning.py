@@ -54,7 +54,7 @@ class DataSummary(msgspec.Struct, frozen=True):
         return result
 
 
-def _iso(ts_ms: int | None) -> str | None:
+def iso_utc(ts_ms: int | None) -> str | None:
     if ts_ms is None:
         return None
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
@@ -138,7 +138,7 @@ def summarize(
         event_types=dict(sorted(types.items())),
         first_ts_ms=first,
         last_ts_ms=last,
-        first_ts_utc=_iso(first),
-        last_ts_utc=_iso(last),
+        first_ts_utc=iso_utc(first),
+        last_ts_utc=iso_utc(last),
         ts_bounds_ms=ts_bounds,
     )

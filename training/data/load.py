@@ -9,11 +9,13 @@ from typing import Final, Literal, get_args
 from stream.config import Settings
 from stream.contracts import Event
 from training.data.bad_rows import BadRows
+from training.data.columns import EventColumns, build_columns
 from training.data.diginetica import load_diginetica
 from training.data.exceptions import DataError
 from training.data.jsonl import load_jsonl
 from training.data.kafka import iter_kafka
 from training.data.parquet import load_parquet
+from training.data.parquet_columns import read_parquet_columns
 from training.data.taobao import TAOBAO_TS_BOUNDS_MS, load_taobao
 
 DataFormat = Literal["jsonl", "taobao", "diginetica", "kafka", "parquet"]
@@ -43,6 +45,23 @@ def load_events(
     if data_format == "parquet":
         return load_parquet(path, bad_rows=bad_rows)
     raise DataError(f"unknown data format {data_format!r}; expected one of {DATA_FORMATS}")
+
+
+def load_columns(
+    source: str | Path,
+    data_format: DataFormat,
+    *,
+    bad_rows: BadRows | None = None,
+    settings: Settings | None = None,
+) -> EventColumns:
+    """:func:`load_events` into the columnar table: Parquet column by column (pyarrow), the text
+    formats and Kafka through their row decoders, a chunk of events at a time."""
+    if data_format == "parquet":
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        return read_parquet_columns(path, bad_rows=bad_rows)
+    return build_columns(load_events(source, data_format, bad_rows=bad_rows, settings=settings))
 
 
 def default_ts_bounds(data_format: DataFormat) -> tuple[int | None, int | None]:
