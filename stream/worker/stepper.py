@@ -178,27 +178,6 @@ def group_rows(lengths: np.ndarray, call_cost: int = CALL_COST_STEPS) -> list[np
     return groups[::-1]
 
 
-MAX_CALL_ROWS = 64
-"""Rows per onnxruntime call at most. Measured side by side (256 events of 190 users, the graph's
-kernels on one thread): 39.8 µs/event as one call, 37.8 in calls of 96 rows, 35.6 of 64 or 48,
-37.6 of 32, with identical outputs: the per-event (N, V) intermediates of a 64-row call stay in
-the CPU's caches, those of a 256-event call do not (docs/worker.md, "State v2")."""
-
-
-def call_chunks(lengths: np.ndarray, max_rows: int = MAX_CALL_ROWS) -> list[np.ndarray]:
-    """:func:`group_rows`, each group then cut into calls of at most ``max_rows`` rows, shortest
-    rows first (so that the rows of a call have close lengths).
-
-    >>> [g.tolist() for g in call_chunks(np.array([3, 1, 2, 1, 1]), max_rows=2)]
-    [[1, 3], [4, 2], [0]]
-    """
-    chunks: list[np.ndarray] = []
-    for group in group_rows(lengths):
-        ordered = group[np.argsort(lengths[group], kind="stable")]
-        chunks += [ordered[at : at + max_rows] for at in range(0, len(ordered), max_rows)]
-    return chunks
-
-
 @dataclass(frozen=True, slots=True)
 class _DecodedWindow:
     seqs: np.ndarray  # (n,) int64
@@ -347,7 +326,7 @@ class _BatchRunner:
         lengths = np.asarray(rows.lengths, dtype=np.int64)
         h1, c1 = np.empty_like(inputs.h0), np.empty_like(inputs.c0)
         local = np.empty(len(lengths), dtype=np.int64)  # row -> its index within its call
-        for group in call_chunks(lengths):
+        for group in group_rows(lengths):
             local[group] = np.arange(len(group))
             events = np.flatnonzero(np.isin(at_row, group))
             group_width = int(lengths[group].max())
