@@ -136,7 +136,7 @@ async def pipeline(settings: Settings, n: int) -> dict[str, Any]:
             "redis_cpu_us_per_event": 1e6 * redis_s / counted,
             "stage_us_per_event": stage_us, "model_calls": calls,
             "onnx_us_per_event": 1e6 * onnx_s / max(events, 1), "batches": batches,
-            "mean_batch": events / batches}  # fmt: skip
+            "mean_batch": events / batches, "batch_max_size": settings.batch_max_size}  # fmt: skip
 
 
 _TS_PLACEHOLDER = 1_111_111_111_111  # 13 digits, like every epoch-ms ts until 2286
@@ -315,7 +315,7 @@ async def main(n_events: int, users: int, extra_events: int, latency_s: float, l
         # per event than the backlog batches the maximum was measured with (docs/worker.md).
         quarter = await latency(svc, settings_for(svc, registry, quarter_t, "bench-q"), lat_rate / 2, latency_s, users)
     model_ratio = rebuild["stage_us_per_event"]["model"] / steady["stage_us_per_event"]["model"]
-    results = {"events": n_events, "users": users, "partitions": PARTITIONS, "batch_max_size": 256,
+    results = {"events": n_events, "users": users, "partitions": PARTITIONS, "batch_max_size": full["batch_max_size"],
                "load_average": os.getloadavg(), "model": {"hidden": HIDDEN, "transitions": True},
                "passthrough_events_per_s": raw_rate, "passthrough_send_each_events_per_s": raw_send,
                "passthrough_cpu_us_per_event": raw_cpu, "passthrough_send_each_cpu_us_per_event": raw_send_cpu,

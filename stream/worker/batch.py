@@ -154,7 +154,7 @@ class BatchProcessor:
             appends.append(
                 WindowAppend(user_key, decoded.event_id, decoded.ts, encode_window_row(row), record.partition)
             )
-        self.vocab_watch.observe(category_ids, item_ids, model.categories, model.encoder.items)
+        self.vocab_watch.observe(category_ids, item_ids, model.categories.known, model.encoder.items.known)
         metrics.stage_seconds.labels("decode").observe(time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -194,10 +194,7 @@ class BatchProcessor:
         Raises :class:`~stream.store.Fenced` (the store has dropped the lost partitions' users).
         """
         started = time.perf_counter()
-        # The held states are own copies: the stepper's are rows of whole-batch arrays, and one
-        # held row would keep its batch's arrays alive (idle users would pin gigabytes).
-        pairs = zip(batch.writes, batch.new_states, strict=True)
-        writes = [write._replace(decoded=_own_copy(state)) for write, state in pairs]
+        writes = batch.writes  # with their decoded states, which own their arrays (the stepper copied them)
         try:
             await self.store.write_states(writes)
             await self.store.flush()
@@ -230,12 +227,6 @@ class BatchProcessor:
         values = encoder.encode(events, output.categories, output.scores, output.intent, output.history_len, now_ms())
         topic = self.settings.topic_predictions
         return [(topic, event.user_id.encode(), value) for event, value in zip(events, values, strict=True)]
-
-
-def _own_copy(state: ModelState) -> ModelState:
-    return state._replace(
-        h=state.h.copy(), c=state.c.copy(), cat=state.cat.copy(), kind=state.kind.copy(), ts=state.ts.copy()
-    )
 
 
 def _dead_letter(record: SourceRecord, invalid: InvalidEvent, now: int) -> bytes:

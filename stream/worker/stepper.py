@@ -72,7 +72,7 @@ class BatchOutput:
     scores: np.ndarray  # (N, k) float32
     intent: np.ndarray  # (N,) float32
     history_len: np.ndarray  # (N,) int64
-    state_writes: list[StateWrite] = field(default_factory=list)
+    state_writes: list[StateWrite] = field(default_factory=list)  # ``decoded``: the new state (own arrays)
     new_states: list[ModelState] = field(default_factory=list)  # the states of ``state_writes``
     model_calls: int = 0
     onnx_seconds: float = 0.0  # inside onnxruntime, a part of the whole run
@@ -376,13 +376,17 @@ class _BatchRunner:
         h, c = h1[picked], c1[picked]
         cat, kind, ts = (a[tails] for a in summary)
         version = self.model.version
+        blobs = encode_states(version, seqs, h, c, cat, kind, ts)
+        # Each state owns its arrays: a row view would keep the whole batch's arrays alive as long
+        # as the user is held (idle users would pin gigabytes).
+        states = [
+            ModelState(version, seq, h[j].copy(), c[j].copy(), cat[j].copy(), kind[j].copy(), ts[j].copy())
+            for j, seq in enumerate(seqs)
+        ]
         self.out.state_writes = [
-            StateWrite(u, seq, blob)
-            for u, seq, blob in zip(users, seqs, encode_states(version, seqs, h, c, cat, kind, ts), strict=True)
+            StateWrite(u, seq, blob, state) for u, seq, blob, state in zip(users, seqs, blobs, states, strict=True)
         ]
-        self.out.new_states = [
-            ModelState(version, seq, h[j], c[j], cat[j], kind[j], ts[j]) for j, seq in enumerate(seqs)
-        ]
+        self.out.new_states = states
 
 
 def run_batch(
