@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.models import generated_histories
 
 from stream.contracts import Event
 from stream.features import EventEncoder, FeatureSpec, Vocabulary
-from tests.support.models import generated_histories
 from training.data import UserSequence, clean_events, encode_sequences, training_tokens
 from training.data.clean_columns import CleanedEvents, clean_columns
 from training.data.columns import build_columns
