@@ -14,7 +14,9 @@ slot and one Lua call may touch them together.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # seq u64, ts_ms i64, event_id length u16, all big-endian; then the UTF-8 event_id, then the row.
 # append_window.lua packs the same header (ENTRY = '>I8i8I2'); a unit test keeps both in step.
@@ -51,3 +53,34 @@ def decode_entry(entry: bytes) -> tuple[int, int, str, bytes]:
     seq, ts_ms, id_len = ENTRY_HEADER.unpack_from(entry)
     start = ENTRY_HEADER.size
     return seq, ts_ms, entry[start : start + id_len].decode(), entry[start + id_len :]
+
+
+class DecodedEntries(NamedTuple):
+    """A stored window's entries, oldest first, with the count of those that did not decode."""
+
+    seqs: list[int]
+    ts: list[int]
+    event_ids: list[str]
+    rows: list[bytes]
+    malformed: int
+
+
+def decode_entries(entries: Iterable[bytes]) -> DecodedEntries:
+    """Decode every entry of a stored window, skipping (and counting) those that do not decode.
+
+    >>> decode_entries([encode_entry(1, 5, "e1", b"r"), b"x"])
+    DecodedEntries(seqs=[1], ts=[5], event_ids=['e1'], rows=[b'r'], malformed=1)
+    """
+    decoded = DecodedEntries([], [], [], [], 0)
+    malformed = 0
+    for entry in entries:
+        try:
+            seq, ts_ms, event_id, row = decode_entry(entry)
+        except (struct.error, ValueError):  # too short, or an event id that is not UTF-8
+            malformed += 1
+            continue
+        decoded.seqs.append(seq)
+        decoded.ts.append(ts_ms)
+        decoded.event_ids.append(event_id)
+        decoded.rows.append(row)
+    return decoded._replace(malformed=malformed)

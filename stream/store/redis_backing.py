@@ -14,7 +14,7 @@ from typing import Any
 
 from stream.store.backing import HeldWrite, LoadedUser, WriteOutcome
 from stream.store.exceptions import StoreProtocolError
-from stream.store.keys import ENTRY_HEADER, decode_entry
+from stream.store.keys import ENTRY_HEADER, decode_entries
 from stream.store.user_window import UserWindow
 from stream.store.window_store import WindowStore, _script, _text, _translate_errors
 
@@ -132,18 +132,10 @@ def _loaded(user_key: str, reply: list[Any]) -> LoadedUser:
     window = UserWindow(seq=_int(seq) or 0, max_ts=_int(max_ts), state_seq=_int(state_seq), state=state)
     if window.state_seq is None:
         window.state = None
-    malformed = 0
-    for entry in entries:
-        try:
-            entry_seq, ts_ms, event_id, row = decode_entry(entry)
-        except (struct.error, ValueError):  # too short, or an event id that is not UTF-8
-            malformed += 1
-            continue
-        window.seqs.append(entry_seq)
-        window.ts.append(ts_ms)
-        window.event_ids.append(event_id)
-        window.rows.append(row)
-        window.ids[event_id] = entry_seq
+    decoded = decode_entries(entries)
+    malformed = decoded.malformed
+    window.seqs, window.ts, window.event_ids, window.rows = decoded.seqs, decoded.ts, decoded.event_ids, decoded.rows
+    window.ids = dict(zip(decoded.event_ids, decoded.seqs, strict=True))
     return LoadedUser(
         user_key,
         False,

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from stream.config import Settings
 from stream.store.exceptions import StoreError, StoreProtocolError, StoreUnavailable
-from stream.store.keys import MAX_EVENT_ID_BYTES, UserKeys, decode_entry
+from stream.store.keys import MAX_EVENT_ID_BYTES, UserKeys, decode_entries
 
 logger = logging.getLogger(__name__)
 
@@ -327,22 +327,8 @@ class WindowStore:
                 # deletes it (append_window.lua) and the user starts a fresh history.
                 windows[user_key] = Window(seqs=[], ts_ms=[], rows=[], event_ids=[], malformed=1)
                 continue
-            seqs: list[int] = []
-            ts: list[int] = []
-            rows: list[bytes] = []
-            event_ids: list[str] = []
-            malformed = 0
-            for entry in entries:
-                try:
-                    seq, ts_ms, event_id, row = decode_entry(entry)
-                except (struct.error, ValueError):  # too short, or an event id that is not UTF-8
-                    malformed += 1
-                    continue
-                seqs.append(seq)
-                ts.append(ts_ms)
-                event_ids.append(event_id)
-                rows.append(row)
-            windows[user_key] = Window(seqs, ts, rows, event_ids, malformed)
+            decoded = decode_entries(entries)
+            windows[user_key] = Window(decoded.seqs, decoded.ts, decoded.rows, decoded.event_ids, decoded.malformed)
         return windows
 
     async def forget_user(self, user_key: str) -> int:

@@ -15,30 +15,22 @@ from typing import Any, Final
 
 import numpy as np
 
-from stream.contracts import EVENT_TYPES, Event
+from stream.contracts import EVENT_TYPES
 from training.data import parquet as per_row
 from training.data._rows import to_event
 from training.data.bad_rows import BadRows
 from training.data.columns import TYPE_CODE, ColumnBuilder, EventColumns
-from training.data.exceptions import DataError, DataFormatError
+from training.data.exceptions import DataFormatError
 
 _ID_MAX: Final = 128
 _TEXT_MAX: Final = 4096
-_FIELDS: Final = frozenset(Event.__struct_fields__)
 
 
 def read_parquet_columns(path: Path, *, bad_rows: BadRows | None = None) -> EventColumns:
     """Every valid row of a Parquet file of contract events, as columns, in file order."""
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # the `train` extra; this format only
-
     sink = bad_rows or BadRows(strict=True)
-    try:
-        reader = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family for non-Parquet files
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    columns = [name for name in reader.schema_arrow.names if name in _FIELDS]
     builder, number = ColumnBuilder(), 0
-    for batch in reader.iter_batches(batch_size=per_row.BATCH_ROWS, columns=columns):
+    for batch in per_row.iter_event_batches(path):
         if not _append_batch(builder, batch, path, number, sink):
             for i, row in enumerate(batch.to_pylist(), start=number + 1):
                 try:
